@@ -1,0 +1,95 @@
+"""The one place where a FaultPolicy becomes Ray DataContext fields, Ray remote args and Prefect task options.
+
+    ctx = apply_to_data_context(policy)      # call BEFORE building the Dataset: Ray copies it at creation
+    ds.map_batches(fn, **map_batches_args(policy))
+    shard_task.with_options(**shard_task_options(policy))
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+from ray.data import ActorPoolStrategy, DataContext
+
+from blocks.policy import FaultPolicy
+
+_RAY_IO_DEFAULTS = tuple(DataContext.get_current().retried_io_errors)
+
+
+def io_error_patterns(policy: FaultPolicy) -> list[str]:
+    return [*_RAY_IO_DEFAULTS, *policy.retried_io_errors]
+
+
+def apply_to_data_context(policy: FaultPolicy, ctx: DataContext | None = None) -> DataContext:
+    """Set the policy's knobs on the current DataContext (every field, as workers are reused)."""
+    ctx = ctx or DataContext.get_current()
+    # The job-wide budget (count and fraction) is enforced by the flow over all shards; each shard's
+    # Dataset may drop up to the count so that the flow sees every dropped block.
+    ctx.max_errored_blocks = policy.max_errored_blocks
+    ctx.retried_io_errors = io_error_patterns(policy)
+    ctx.max_map_retries = policy.max_map_retries
+    ctx.retried_map_errors = list(policy.retried_map_errors) or False
+    # Actor-pool retries on application errors take exception classes, never strings.
+    ctx.actor_task_retry_on_errors = list(policy.exception_classes()) or False
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    return ctx
+
+
+def map_batches_args(policy: FaultPolicy) -> dict[str, Any]:
+    """compute and Ray remote args of the transform's map_batches; retries always bounded."""
+    if policy.compute == "actors":
+        return {
+            "compute": ActorPoolStrategy(size=policy.actor_pool_size),
+            "max_restarts": policy.max_restarts,
+            "max_task_retries": policy.max_task_retries,
+        }
+    args: dict[str, Any] = {"max_retries": policy.max_task_retries}
+    if policy.retry_exceptions:
+        # Ray retries these application errors; anything else fails the task at once. Worker crashes
+        # (system errors) are retried up to the same bound.
+        args["retry_exceptions"] = list(policy.exception_classes())
+    return args
+
+
+def is_transient(policy: FaultPolicy, exc: BaseException | None) -> bool:
+    """A shard failure worth a Prefect retry: a listed exception class, or a Ray worker/actor crash."""
+    if exc is None:
+        return False
+    if isinstance(exc, policy.exception_classes()):
+        return True
+    from ray.exceptions import ActorDiedError, WorkerCrashedError, RaySystemError
+    return isinstance(exc, (ActorDiedError, WorkerCrashedError, RaySystemError)) or getattr(
+        exc, "transient", False)
+
+
+def shard_task_options(policy: FaultPolicy) -> dict[str, Any]:
+    def retry_condition(task, task_run, state) -> bool:
+        try:
+            state.result()
+        except BaseException as exc:  # noqa: BLE001 - we classify whatever the shard raised
+            return is_transient(policy, exc)
+        return False
+
+    return {
+        "retries": policy.shard_retries,
+        # Exponential backoff capped at 60 s, as a list so the cap is visible in the task's options.
+        "retry_delay_seconds": [min(60.0, policy.shard_retry_delay_seconds * 2**i)
+                                for i in range(max(policy.shard_retries, 1))],
+        "retry_jitter_factor": 0.5,
+        "retry_condition_fn": retry_condition,
+    }
+
+
+# Ray options of the shard task itself: a coordinator that needs no CPU of its own (or the Ray Data
+# tasks it starts would wait for CPUs it holds), and no Ray retry: Prefect's retries run inside it.
+SHARD_REMOTE_OPTIONS = {"num_cpus": 0, "max_retries": 0}
+
+
+def ray_init_kwargs(policy: FaultPolicy, env: dict[str, str], local: bool) -> dict[str, Any]:
+    """ray.init arguments: the driver's Prefect/S3 settings travel to every worker (remote nodes too)."""
+    kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}} if env else {}
+    if local:
+        kwargs.update(include_dashboard=False, log_to_driver=False)
+    return kwargs

@@ -1,0 +1,121 @@
+"""The main flow: plan shards, run one shard task per shard on Ray, account, publish, leave artifacts.
+
+    from flows import etl
+    etl(source="in/*.csv", dest="out", transform="tasks.examples:transactions", policy="policy.toml")
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pyarrow as pa
+from prefect import flow, get_run_logger
+from prefect.futures import as_completed
+from prefect.runtime import flow_run
+from prefect_ray import RayTaskRunner
+from prefect_ray.context import remote_options
+
+from blocks.policy import FaultPolicy, load_policy
+from blocks.runtime import SHARD_REMOTE_OPTIONS, ray_init_kwargs, shard_task_options
+from flows.artifacts import Progress, publish_run_artifacts
+from flows.planning import Plan, plan_job
+from flows.publish import files_present, publish
+from flows.summary import failure_reason, summarize
+from tasks.shard import run_shard, transform_fingerprint
+from tasks.storage import join, write_json
+
+DEFAULT_TRANSFORM = "tasks.examples:passthrough"
+PASSED_ENV = ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_API_AUTH_STRING", "AWS_ACCESS_KEY_ID",
+              "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL",
+              "RAYFT_FAULTS")
+
+
+class JobFailed(Exception):
+    """The job ran and failed a check; its failure state is persisted (CLI exit code 1)."""
+
+
+def task_runner(policy: FaultPolicy) -> RayTaskRunner:
+    """RayTaskRunner for the policy's Ray address; workers get the Prefect API and S3 settings."""
+    env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+    address = policy.ray_address or os.environ.get("RAYFT_RAY_ADDRESS") or "local"
+    return RayTaskRunner(address=address, init_kwargs=ray_init_kwargs(policy, env, address == "local"))
+
+
+def normalize(location: str) -> str:
+    return location if "://" in location else str(Path(location).expanduser().resolve())
+
+
+def _schema_ipc(schema: pa.Schema | None) -> bytes | None:
+    return schema.serialize().to_pybytes() if schema is not None else None
+
+
+def resume_hint(source: str, dest: str, transform: str, policy: str | None) -> str:
+    return f"rayft run {source} {dest} --transform {transform}" + (f" --policy {policy}" if policy else "")
+
+
+def _run_shards(plan: Plan, job: dict, policy: FaultPolicy, result_dir: Path | None):
+    """Submit shard tasks, at most max_concurrent_shards at a time; return reports, skipped, failures."""
+    logger = get_run_logger()
+    options = shard_task_options(policy)
+    if result_dir is not None:
+        options["result_storage"] = result_dir   # results live and die with DEST
+    shard_task = run_shard.with_options(**options)
+    progress = Progress(len(plan.shards))
+    reports, failed, skipped = [], {}, 0
+    pending = list(plan.shards)
+    running = {}
+    with remote_options(**SHARD_REMOTE_OPTIONS):
+        while pending or running:
+            while pending and len(running) < policy.max_concurrent_shards:
+                shard = pending.pop(0)
+                running[shard_task.submit(shard, job)] = shard
+            future = next(as_completed(list(running)))
+            shard = running.pop(future)
+            try:
+                report = future.result()
+            except Exception as exc:  # noqa: BLE001 - recorded in the failure state
+                failed[shard["id"]] = f"{type(exc).__name__}: {exc}"[:1000]
+                logger.error("shard %s failed: %s", shard["id"], failed[shard["id"]])
+                continue
+            # A result made by another task run is Prefect's cache: the shard was committed before.
+            cached = report["task_run_id"] != str(future.task_run_id)
+            if cached and not files_present(report):
+                logger.warning("shard %s: cached result without its files; recomputing", shard["id"])
+                running[shard_task.with_options(refresh_cache=True).submit(shard, job)] = shard
+                continue
+            skipped += cached
+            reports.append(report)
+            progress.advance()
+    return reports, skipped, failed
+
+
+@flow(name="rayft-etl", task_runner=task_runner(FaultPolicy()), log_prints=True)
+def etl(source: str, dest: str, transform: str = DEFAULT_TRANSFORM, policy: str | None = None) -> dict:
+    """Run TRANSFORM over SOURCE into DEST with row-, retry-, block- and job-level fault tolerance."""
+    logger = get_run_logger()
+    pol = load_policy(policy)
+    source, dest = normalize(source), normalize(dest)
+    plan = plan_job(source, pol)
+    logger.info("planned %d shards, %d blocks over %d files", len(plan.shards), plan.blocks_total, len(plan.files))
+    job = {"transform": transform, "transform_fingerprint": transform_fingerprint(transform),
+           "policy_json": pol.to_json(), "policy_fingerprint": pol.fingerprint(), "dest": dest,
+           "schema_ipc": _schema_ipc(plan.schema if plan.files[0]["format"] != "parquet" else None)}
+    result_dir = Path(dest) / "_rayft" / "results" if "://" not in dest else None
+    reports, skipped, failed = _run_shards(plan, job, pol, result_dir)
+    summary = summarize(reports, len(plan.shards), skipped, failed, plan.blocks_total)
+    summary["flow_run_id"] = str(flow_run.id) if flow_run.id else None
+    reason = failure_reason(summary, pol)
+    if reason:
+        summary.update(status="failed", message=reason)
+    else:
+        published = publish(dest, reports, summary["flow_run_id"])
+        summary["message"] = (f"{summary['rows_written']:,} rows written, {summary['rows_quarantined']:,} "
+                              f"quarantined, {summary['rows_dropped']:,} dropped; {len(published)} files published")
+    write_json(join(dest, "_rayft", "summary.json"), summary)
+    publish_run_artifacts(summary, reports, pol, dest, resume_hint(source, dest, transform, policy))
+    logger.info("%s: %s", summary["status"], summary["message"])
+    if reason:
+        raise JobFailed(reason)
+    return summary

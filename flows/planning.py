@@ -1,0 +1,194 @@
+"""Plan a job: list the source files, infer the source schema, cut files into shards and blocks.
+
+Plans are deterministic: the same files give the same shard ids and byte ranges, which is what lets a
+later run find the shards an earlier one committed. Uncompressed CSV / JSON-lines files are cut at line
+boundaries (so a quoted value must not contain a newline); compressed files are one block each; Parquet
+files are cut by row groups.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import gzip
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.fs as pafs
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from blocks.policy import FaultPolicy
+from tasks.storage import split_uri
+
+SUFFIXES = {".csv": "csv", ".csv.gz": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+            ".jsonl.gz": "jsonl", ".ndjson.gz": "jsonl", ".json.gz": "jsonl", ".parquet": "parquet",
+            ".pq": "parquet"}
+SAMPLE_BYTES = 1 << 20
+SCAN_CHUNK = 8 << 20
+
+
+class SourceError(ValueError):
+    """SOURCE names nothing readable; raised before any work starts (CLI exit code 2)."""
+
+
+@dataclass
+class Plan:
+    source: str
+    files: list[dict]
+    shards: list[dict]
+    schema: pa.Schema | None
+    blocks_total: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.blocks_total = sum(len(s["blocks"]) for s in self.shards)
+
+
+def _format_of(path: str) -> str | None:
+    lower = path.lower()
+    for suffix in sorted(SUFFIXES, key=len, reverse=True):
+        if lower.endswith(suffix):
+            return SUFFIXES[suffix]
+    return None
+
+
+def _uri(fs: pafs.FileSystem, path: str, source: str) -> str:
+    return f"{source.split('://', 1)[0]}://{path}" if "://" in source else path
+
+
+def list_source_files(source: str) -> list[tuple[str, pafs.FileInfo]]:
+    """(uri, info) of every readable data file named by a file, a folder or a glob."""
+    try:
+        fs, path = split_uri(source)
+        if any(ch in path for ch in "*?["):
+            base = re.split(r"[*?\[]", path, maxsplit=1)[0].rsplit("/", 1)[0] or "/"
+            infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+            infos = [i for i in infos if i.type == pafs.FileType.File and fnmatch.fnmatch(i.path, path)]
+        else:
+            info = fs.get_file_info(path)
+            if info.type == pafs.FileType.NotFound:
+                raise SourceError(f"source not found: {source}")
+            infos = ([info] if info.type == pafs.FileType.File else
+                     [i for i in fs.get_file_info(pafs.FileSelector(path, recursive=True))
+                      if i.type == pafs.FileType.File])
+    except (OSError, pa.ArrowException) as exc:
+        raise SourceError(f"cannot list source {source}: {exc}") from None
+    files = sorted((_uri(fs, i.path, source), i) for i in infos if _format_of(i.path)
+                   and not i.base_name.startswith((".", "_")))
+    if not files:
+        raise SourceError(f"no CSV, JSON-lines or Parquet files at {source}")
+    return files
+
+
+def _head(uri: str, compressed: bool, n: int = SAMPLE_BYTES) -> bytes:
+    fs, path = split_uri(uri)
+    with fs.open_input_stream(path) as f:
+        if compressed:
+            with gzip.GzipFile(fileobj=f) as g:
+                return g.read(n)
+        return f.read(n)
+
+
+def _text_schema(table: pa.Table) -> pa.Schema:
+    # A column with no values in the sample is read as text; a cell that later fails its planned type
+    # is quarantined as schema_mismatch rather than breaking its block.
+    # Invalid UTF-8 in the sample makes pyarrow infer binary: text files plan text.
+    return pa.schema([pa.field(f.name, pa.string() if pa.types.is_null(f.type) or pa.types.is_binary(f.type)
+                               else f.type) for f in table.schema])
+
+
+def infer_schema(uri: str, fmt: str) -> pa.Schema:
+    if fmt == "parquet":
+        fs, path = split_uri(uri)
+        with fs.open_input_file(path) as f:
+            return pq.ParquetFile(f).schema_arrow
+    head = _head(uri, uri.endswith(".gz"))
+    cut = head[: head.rfind(b"\n") + 1] if len(head) == SAMPLE_BYTES else head
+    if fmt == "csv":
+        table = pacsv.read_csv(pa.BufferReader(cut), parse_options=pacsv.ParseOptions(
+            invalid_row_handler=lambda row: "skip"))
+    else:
+        good = b"".join(l for l in cut.splitlines(keepends=True) if l.strip().startswith(b"{"))
+        table = pajson.read_json(pa.BufferReader(good))
+    return _text_schema(table)
+
+
+def _line_cuts(uri: str, start: int, size: int, block_bytes: int) -> list[tuple[int, int, int]]:
+    """Cut bytes [start, size) into (start, end, lines before start) ranges of about block_bytes that
+    end just after a newline; lines are counted from `start`."""
+    fs, path = split_uri(uri)
+    cuts, block_start, block_lines, seen, pos = [], start, 0, 0, start
+    with fs.open_input_file(path) as f:
+        f.seek(start)
+        while chunk := f.read(SCAN_CHUNK):
+            newlines = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10) + pos
+            while (i := int(np.searchsorted(newlines, block_start + block_bytes - 1))) < len(newlines):
+                end = int(newlines[i]) + 1
+                if end >= size:
+                    break
+                cuts.append((block_start, end, block_lines))
+                block_start, block_lines = end, seen + i + 1
+            seen += len(newlines)
+            pos += len(chunk)
+    cuts.append((block_start, size, block_lines))
+    return cuts
+
+
+def _text_blocks(uri: str, fmt: str, size: int, policy: FaultPolicy) -> list[dict]:
+    compressed = uri.endswith(".gz")
+    header = ""
+    start = 0
+    if fmt == "csv":
+        line = _head(uri, compressed, 64 << 10).split(b"\n", 1)[0]
+        header = line.decode("utf-8", "replace").rstrip("\r") + "\n"
+        start = len(line) + 1
+    first = 2 if fmt == "csv" else 1
+    base = {"path": uri, "format": fmt, "header": header}
+    if compressed:
+        return [{**base, "start": start, "end": -1, "first_line": first, "compression": "gzip"}]
+    return [{**base, "start": s, "end": e, "first_line": first + lines}
+            for s, e, lines in _line_cuts(uri, start, size, policy.block_bytes) if e > s]
+
+
+def _parquet_blocks(uri: str, policy: FaultPolicy) -> list[dict]:
+    fs, path = split_uri(uri)
+    with fs.open_input_file(path) as f:
+        meta = pq.ParquetFile(f).metadata
+    blocks, group, group_bytes, first, rows = [], [], 0, 0, 0
+    for i in range(meta.num_row_groups):
+        rg = meta.row_group(i)
+        if group and group_bytes + rg.total_byte_size > policy.block_bytes:
+            blocks.append({"path": uri, "format": "parquet", "row_groups": group, "first_line": first})
+            group, group_bytes, first = [], 0, rows
+        group.append(i)
+        group_bytes += rg.total_byte_size
+        rows += rg.num_rows
+    if group:
+        blocks.append({"path": uri, "format": "parquet", "row_groups": group, "first_line": first})
+    return blocks
+
+
+def plan_job(source: str, policy: FaultPolicy) -> Plan:
+    files = list_source_files(source)
+    first_uri, _ = files[0]
+    try:
+        schema = infer_schema(first_uri, _format_of(first_uri))
+    except (OSError, pa.ArrowException) as exc:
+        raise SourceError(f"cannot read {first_uri}: {exc}") from None
+    shards, described = [], []
+    per_shard = max(1, round(policy.shard_bytes / policy.block_bytes))
+    for uri, info in files:
+        fmt = _format_of(uri)
+        blocks = _parquet_blocks(uri, policy) if fmt == "parquet" else _text_blocks(uri, fmt, info.size, policy)
+        tag = hashlib.sha1(uri.encode()).hexdigest()[:6]
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", info.base_name)[:40]
+        fingerprint = f"{info.size}:{info.mtime_ns}"
+        described.append({"uri": uri, "format": fmt, "size": info.size, "blocks": len(blocks)})
+        for n, i in enumerate(range(0, len(blocks), per_shard)):
+            shard_blocks = [{**b, "index": j} for j, b in enumerate(blocks[i:i + per_shard])]
+            shards.append({"id": f"{stem}-{tag}-{n:04d}", "path": uri, "format": fmt,
+                           "fingerprint": fingerprint, "blocks": shard_blocks})
+    return Plan(source, described, shards, schema)

@@ -1,0 +1,31 @@
+"""A Prefect API for the CLI: PREFECT_API_URL if set, else one temporary local server for this process.
+
+Started once here, not per Ray worker: workers inherit PREFECT_API_URL and report to the same server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def prefect_api() -> Iterator[str]:
+    if os.environ.get("PREFECT_API_URL"):
+        yield os.environ["PREFECT_API_URL"]
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    server = SubprocessASGIServer()
+    server.start(timeout=120)
+    os.environ["PREFECT_API_URL"] = server.api_url
+    try:
+        with temporary_settings({PREFECT_API_URL: server.api_url}):
+            yield server.api_url
+    finally:
+        from prefect.logging.handlers import APILogWorker
+        APILogWorker.drain_all(timeout=5)   # send the last logs while the server is still up
+        os.environ.pop("PREFECT_API_URL", None)
+        server.stop()

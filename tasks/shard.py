@@ -1,0 +1,163 @@
+"""The shard task: one Prefect task runs one Ray Data pipeline over the blocks of one shard.
+
+    read+guard+write each block in map_batches  ->  reports of the blocks that finished
+    blocks Ray dropped (within max_errored_blocks)  ->  re-read, quarantined as dropped_block
+    manifest written last  ->  the shard is committed (a retried shard replaces, never adds)
+
+Its result - the shard report - is persisted by Prefect under a key of shard, input file, transform
+source and policy, so a retried flow run or a new run with the same inputs finds it `Cached`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import sys
+import uuid
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import ray
+from prefect import task
+from prefect.context import TaskRunContext
+from prefect.runtime import task_run
+
+from blocks.policy import FaultPolicy
+from blocks.runtime import apply_to_data_context, map_batches_args
+from tasks.errors import DROPPED_BLOCK
+from tasks.process_block import BlockJob, BlockMapper, load_transform, map_blocks, quarantine_table
+from tasks.reading import BlockData, ParseReject, read_bytes, read_block
+from tasks.storage import (delete_dir, join, list_dirs, list_files, read_json, remove_file, write_json,
+                           write_parquet)
+
+
+class ShardFailed(Exception):
+    """A shard's pipeline failed; carries the error recorded by the failing block, whatever its type."""
+
+    def __init__(self, shard: str, message: str, transient: bool = False) -> None:
+        super().__init__(f"shard {shard}: {message}")
+        self.shard = shard
+        self.transient = transient
+
+    def __reduce__(self):
+        return (ShardFailed, (self.shard, str(self).split(": ", 1)[1], self.transient))
+
+
+def transform_fingerprint(spec: str) -> str:
+    fn = load_transform(spec)
+    try:
+        source = inspect.getsource(sys.modules[fn.__module__])
+    except (OSError, TypeError):
+        source = spec
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def shard_key(shard: dict, job: dict) -> str:
+    parts = [shard["id"], shard["path"], shard["fingerprint"], json.dumps(shard["blocks"], sort_keys=True),
+             job["transform"], job["transform_fingerprint"], job["policy_fingerprint"], job["dest"]]
+    return "rayft-" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+def cache_key(context: TaskRunContext, parameters: dict) -> str:
+    return shard_key(parameters["shard"], parameters["job"])
+
+
+def _dropped_block(block: dict, job: BlockJob, error: dict | None) -> tuple[dict, pa.Table]:
+    """Account for a block Ray dropped: re-read its rows (or at least its lines) as dropped_block."""
+    message = (f"{error['error_type']}: {error['message']}" if error else
+               "block task failed without a recorded error (worker or actor crash?)")
+    try:
+        data = read_block(block, job.schema)
+        data.rejects = [ParseReject(r.line, r.raw, r.error_type, r.message, DROPPED_BLOCK) for r in data.rejects]
+    except Exception:  # noqa: BLE001 - unreadable: keep at least source and line of each line
+        raw = read_bytes(block) if block["format"] != "parquet" else b""
+        lines = raw.splitlines()
+        data = BlockData(pa.table({}), [ParseReject(block["first_line"] + i, l.decode("utf-8", "replace"),
+                                                    "Unreadable", "", DROPPED_BLOCK)
+                                        for i, l in enumerate(lines) if l.strip()])
+    n = data.table.num_rows
+    errors = {"_error_class": [DROPPED_BLOCK] * n,
+              "_error_type": [error["error_type"] if error else "TaskFailed"] * n,
+              "_error_message": [message] * n}
+    q = quarantine_table(data, block["path"], np.arange(n), pd.DataFrame(errors),
+                         job.schema or data.table.schema, job.text_source)
+    rows = n + len(data.rejects)
+    return {"block": block["index"], "rows_in": rows, "rows_written": 0, "rows_quarantined": 0,
+            "rows_dropped": rows, "rows_filtered": 0, "dropped": True, "error": message,
+            "error_classes": [{"values": DROPPED_BLOCK, "counts": rows}] if rows else []}, q
+
+
+@task(name="shard", cache_key_fn=cache_key, persist_result=True, task_run_name="shard-{shard[id]}")
+def run_shard(shard: dict, job: dict) -> dict:
+    """Process and commit one shard; return its report (the ledger of its blocks)."""
+    policy = FaultPolicy.from_json(job["policy_json"])
+    key = shard_key(shard, job)
+    shard_dir = join(job["dest"], "_rayft", "shards", shard["id"], key[6:22])
+    attempt = uuid.uuid4().hex[:12]
+    block_job = BlockJob(job["transform"], job["policy_json"], job.get("schema_ipc"),
+                         join(shard_dir, attempt), shard["format"] != "parquet")
+    apply_to_data_context(policy)   # before the Dataset exists: Ray copies the context at creation
+    items = [{"block": json.dumps(b)} for b in shard["blocks"]]
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    if policy.compute == "actors":
+        ds = ds.map_batches(BlockMapper, batch_size=1, fn_constructor_kwargs={"job": block_job},
+                            **map_batches_args(policy))
+    else:
+        ds = ds.map_batches(map_blocks, batch_size=1, fn_kwargs={"job": block_job}, **map_batches_args(policy))
+    try:
+        reports = {r["block"]: r for r in (json.loads(row["report"]) for row in ds.take_all())}
+    except Exception as exc:
+        raise _shard_failure(shard["id"], block_job, exc) from None
+    blocks_out = []
+    for block in shard["blocks"]:
+        if block["index"] in reports:
+            blocks_out.append(reports[block["index"]])
+            continue
+        name = f"{block['index']:05d}"
+        error = read_json(join(block_job.attempt_dir, "errors", f"{name}.json"))
+        report, q = _dropped_block(block, block_job, error)
+        path = join(block_job.attempt_dir, "quarantine", f"{name}.parquet")
+        remove_file(join(block_job.attempt_dir, "data", f"{name}.parquet"))  # nothing of it is kept
+        if q.num_rows:
+            write_parquet(path, q)
+            report["files"] = {"quarantine": path}
+        else:
+            report["files"] = {}
+        blocks_out.append(report)
+    attempts = list_files(join(block_job.attempt_dir, "attempts"))
+    report = {
+        "shard": shard["id"], "path": shard["path"], "key": key, "attempt": attempt,
+        "task_run_id": str(task_run.id),
+        "blocks": blocks_out,
+        "errored_blocks": sum(1 for b in blocks_out if b.get("dropped")),
+        "block_retries": max(0, len(attempts) - len(shard["blocks"])),
+        "shard_retries": max(0, (task_run.run_count or 1) - 1),
+    }
+    write_json(join(shard_dir, "COMMITTED.json"), report)   # the commit: one atomic write, last
+    for old in list_dirs(shard_dir):
+        if not old.endswith("/" + attempt):
+            delete_dir(old)
+    return report
+
+
+def _shard_failure(shard_id: str, job: BlockJob, exc: BaseException) -> BaseException:
+    """Turn what Ray raised into an error that names the block's own exception, even if it could not be
+    unpickled on this side; keep a transient error's own type so the retry condition sees it."""
+    recorded = [read_json(f) for f in list_files(join(job.attempt_dir, "errors"))]
+    recorded = [r for r in recorded if r]
+    policy = job.policy
+    cause = exc
+    while getattr(cause, "cause", None) is not None and cause is not cause.cause:
+        cause = cause.cause
+    if isinstance(cause, policy.exception_classes()):
+        return cause
+    from ray.exceptions import ActorDiedError, WorkerCrashedError
+    crash = isinstance(exc, (ActorDiedError, WorkerCrashedError)) or "WorkerCrashedError" in str(exc) \
+        or "ActorDiedError" in str(exc)
+    if recorded:
+        last = recorded[-1]
+        return ShardFailed(shard_id, f"block {last['block']}: {last['error_type']}: {last['message']}",
+                           transient=crash)
+    return ShardFailed(shard_id, f"{type(exc).__name__}: {str(exc)[:500]}", transient=crash)

@@ -1,0 +1,116 @@
+"""Paths on local disk or S3 through pyarrow filesystems, with retries of transient I/O errors.
+
+Commits never rename directories (S3 cannot): files go to a fresh attempt folder and a small manifest,
+written last with one atomic put/rename, says which attempt is the committed one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import Any, Callable, Iterable
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+
+def split_uri(uri: str) -> tuple[pafs.FileSystem, str]:
+    if "://" not in uri:
+        return pafs.LocalFileSystem(), uri
+    return pafs.FileSystem.from_uri(uri)
+
+
+def join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *parts])
+
+
+def matches_any(patterns: Iterable[str], exc: BaseException) -> bool:
+    """Ray's rule for retried_io_errors: substring first, then regular expression."""
+    text = f"{type(exc).__name__}: {exc}"
+    for pattern in patterns:
+        if pattern in text:
+            return True
+        try:
+            if re.search(pattern, text):
+                return True
+        except re.error:
+            pass
+    return False
+
+
+def with_io_retries(patterns: list[str], attempts: int, fn: Callable[[], Any]) -> Any:
+    """Run fn, retrying errors whose message matches a retried_io_errors pattern (tenacity)."""
+    retrying = Retrying(stop=stop_after_attempt(attempts), wait=wait_exponential(multiplier=0.2, max=8),
+                        retry=retry_if_exception(lambda e: isinstance(e, OSError | pa.ArrowException)
+                                                 and matches_any(patterns, e)), reraise=True)
+    return retrying(fn)
+
+
+def write_json(uri: str, value: Any) -> None:
+    """Write JSON so that readers see the old file or the new one, never half of one."""
+    fs, path = split_uri(uri)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+    with fs.open_output_stream(tmp) as f:
+        f.write(json.dumps(value, indent=1, default=str).encode())
+    fs.move(tmp, path)
+
+
+def read_json(uri: str) -> Any | None:
+    fs, path = split_uri(uri)
+    try:
+        with fs.open_input_stream(path) as f:
+            return json.loads(f.read())
+    except FileNotFoundError:
+        return None
+
+
+def write_parquet(uri: str, table: pa.Table) -> None:
+    fs, path = split_uri(uri)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    pq.write_table(table, path, filesystem=fs)
+
+
+def exists(uri: str) -> bool:
+    fs, path = split_uri(uri)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def list_files(uri: str) -> list[str]:
+    fs, path = split_uri(uri)
+    infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=False))
+    prefix = uri[: len(uri) - len(path)]
+    return sorted(prefix + i.path for i in infos if i.type == pafs.FileType.File)
+
+
+def delete_dir(uri: str) -> None:
+    fs, path = split_uri(uri)
+    if fs.get_file_info(path).type == pafs.FileType.Directory:
+        fs.delete_dir(path)
+
+
+def copy_atomically(src: str, dst: str) -> None:
+    fs, s = split_uri(src)
+    _, d = split_uri(dst)
+    fs.create_dir(d.rsplit("/", 1)[0], recursive=True)
+    tmp = f"{d}.{uuid.uuid4().hex}.tmp"
+    fs.copy_file(s, tmp)
+    fs.move(tmp, d)
+
+
+def list_dirs(uri: str) -> list[str]:
+    fs, path = split_uri(uri)
+    infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    prefix = uri[: len(uri) - len(path)]
+    return [prefix + i.path for i in infos if i.type == pafs.FileType.Directory]
+
+
+def remove_file(uri: str) -> None:
+    fs, path = split_uri(uri)
+    try:
+        fs.delete_file(path)
+    except FileNotFoundError:
+        pass
