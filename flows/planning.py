@@ -22,6 +22,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from blocks.policy import FaultPolicy
+from tasks.reading import drop_invalid_utf8, jsonl_valid_lines
 from tasks.storage import split_uri
 
 SUFFIXES = {".csv": "csv", ".csv.gz": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
@@ -107,11 +108,12 @@ def infer_schema(uri: str, fmt: str) -> pa.Schema:
             return pq.ParquetFile(f).schema_arrow
     head = _head(uri, uri.endswith(".gz"))
     cut = head[: head.rfind(b"\n") + 1] if len(head) == SAMPLE_BYTES else head
+    cut, _, _ = drop_invalid_utf8(cut, 1)   # a bad line must not turn its columns into text
     if fmt == "csv":
         table = pacsv.read_csv(pa.BufferReader(cut), parse_options=pacsv.ParseOptions(
             invalid_row_handler=lambda row: "skip"))
     else:
-        good = b"".join(l for l in cut.splitlines(keepends=True) if l.strip().startswith(b"{"))
+        good, _, _ = jsonl_valid_lines(cut, 1)
         table = pajson.read_json(pa.BufferReader(good))
     return _text_schema(table)
 

@@ -82,7 +82,7 @@ def _line_table(raw: bytes, first_line: int) -> tuple[np.ndarray, np.ndarray]:
     return starts[nonempty], numbers[nonempty]
 
 
-def _drop_invalid_utf8(raw: bytes, first_line: int) -> tuple[bytes, list[ParseReject], np.ndarray | None]:
+def drop_invalid_utf8(raw: bytes, first_line: int) -> tuple[bytes, list[ParseReject], np.ndarray | None]:
     """Fast path: the whole block decodes. Slow path: drop the lines that do not, keep their numbers."""
     try:
         raw.decode("utf-8")
@@ -141,7 +141,7 @@ def _line_text(raw: bytes, start: int) -> str:
 def read_csv_block(block: dict, schema: pa.Schema | None) -> BlockData:
     header = block["header"].encode()
     raw = read_bytes(block)
-    raw, rejects, kept_lines = _drop_invalid_utf8(raw, block["first_line"])
+    raw, rejects, kept_lines = drop_invalid_utf8(raw, block["first_line"])
     handler = CollectInvalidRows()
     read_opts = pacsv.ReadOptions(use_threads=False, block_size=max(1 << 20, len(raw) + len(header) + 1))
     parse_opts = pacsv.ParseOptions(invalid_row_handler=handler)
@@ -180,7 +180,7 @@ def read_csv_block(block: dict, schema: pa.Schema | None) -> BlockData:
     return BlockData(table, rejects, None if row_pos is None else numbers[row_pos])
 
 
-def _jsonl_lines_ok(raw: bytes, first_line: int) -> tuple[bytes, list[ParseReject], np.ndarray]:
+def jsonl_valid_lines(raw: bytes, first_line: int) -> tuple[bytes, list[ParseReject], np.ndarray]:
     kept, kept_lines, rejects = [], [], []
     for number, line in enumerate(raw.splitlines(keepends=True), start=first_line):
         if not line.strip():
@@ -207,7 +207,7 @@ def read_jsonl_block(block: dict, schema: pa.Schema | None) -> BlockData:
         return BlockData(table, [], numbers if len(numbers) == table.num_rows else None)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         pass
-    raw, rejects, lines = _jsonl_lines_ok(raw, block["first_line"])
+    raw, rejects, lines = jsonl_valid_lines(raw, block["first_line"])
     try:
         table = pajson.read_json(pa.BufferReader(raw), parse_options=opts) if raw else _empty(schema)
         return BlockData(table, rejects, lines)

@@ -1,0 +1,47 @@
+"""One Prefect test server and one Ray instance for the whole session (2-core CI machines)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))   # test transforms (tests/helpers.py) importable here and on Ray workers
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory):
+    from prefect.testing.utilities import prefect_test_harness
+    from prefect.settings import PREFECT_API_URL
+    with prefect_test_harness(server_startup_timeout=120):
+        os.environ["PREFECT_API_URL"] = PREFECT_API_URL.value()
+        yield PREFECT_API_URL.value()
+        os.environ.pop("PREFECT_API_URL", None)
+
+
+@pytest.fixture(scope="session")
+def ray_session(prefect_api):
+    import ray
+    env = {"PREFECT_API_URL": prefect_api, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)])}
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": env})
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def run_flow(ray_session):
+    """Run the main flow in-process on the session's Ray; returns (state, summary)."""
+    from blocks.policy import FaultPolicy
+    from flows.etl import etl, task_runner
+    from tasks.storage import join, read_json
+
+    def run(source, dest, transform="tasks.examples:passthrough", policy=None):
+        state = etl.with_options(task_runner=task_runner(FaultPolicy()))(
+            source=str(source), dest=str(dest), transform=transform,
+            policy=str(policy) if policy else None, return_state=True)
+        return state, read_json(join(str(dest), "_rayft", "summary.json"))
+    return run

