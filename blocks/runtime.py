@@ -12,7 +12,8 @@ from typing import Any
 import ray
 from ray.data import ActorPoolStrategy, DataContext
 
-from blocks.policy import FaultPolicy
+from blocks.policy import ROW_ACTIONS_FIELDS, FaultPolicy
+from tasks.rules import RowRules
 
 _RAY_IO_DEFAULTS = tuple(DataContext.get_current().retried_io_errors)
 
@@ -35,6 +36,17 @@ def apply_to_data_context(policy: FaultPolicy, ctx: DataContext | None = None) -
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
     return ctx
+
+
+def row_rules(policy: FaultPolicy) -> RowRules:
+    """What each Ray Data block task needs: row actions, defaults, I/O retry patterns."""
+    return RowRules(
+        actions=tuple((c, getattr(policy, c)) for c in ROW_ACTIONS_FIELDS),
+        default_values=tuple(sorted(policy.default_values.items())),
+        io_error_patterns=tuple(io_error_patterns(policy)),
+        io_retry_attempts=policy.io_retry_attempts,
+        sample_rows=policy.sample_rows,
+    )
 
 
 def map_batches_args(policy: FaultPolicy) -> dict[str, Any]:

@@ -104,7 +104,7 @@ def run_job(source: str, dest: str, transform: str, policy_arg: str | None, as_j
         print(f"rayft: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
-    from flows.etl import etl, normalize, task_runner
+    from flows.pipeline import etl, normalize, task_runner
     from flows.prefect_api import prefect_api
     from tasks.storage import join, read_json
 
@@ -128,7 +128,7 @@ def run_job(source: str, dest: str, transform: str, policy_arg: str | None, as_j
 
 
 def report(dest: str, as_json: bool) -> int:
-    from flows.etl import normalize
+    from flows.pipeline import normalize
     from tasks.storage import join, read_json
     summary = read_json(join(normalize(dest), "_rayft", "summary.json"))
     if summary is None:

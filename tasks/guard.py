@@ -12,9 +12,9 @@ from typing import Callable
 
 import pandas as pd
 
-from blocks.policy import FaultPolicy
 from tasks.errors import SYSTEM_ERROR, FailFast, classify, describe
 from tasks.rejects import Rejects, empty_errors
+from tasks.rules import RowRules
 
 Transform = Callable[[pd.DataFrame], "pd.DataFrame | tuple[pd.DataFrame, Rejects]"]
 FLAG_COLUMNS = ("_flag_class", "_flag_message")
@@ -61,21 +61,21 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(frames) if len(frames) > 1 else frames[0]
 
 
-def _fill_defaults(df: pd.DataFrame, policy: FaultPolicy) -> pd.DataFrame:
-    values = {k: v for k, v in policy.default_values.items() if k in df.columns}
+def _fill_defaults(df: pd.DataFrame, rules: RowRules) -> pd.DataFrame:
+    values = {k: v for k, v in rules.defaults.items() if k in df.columns}
     return df.fillna(value=values) if values else df
 
 
-def guard(transform: Transform, df: pd.DataFrame, policy: FaultPolicy) -> Guarded:
+def guard(transform: Transform, df: pd.DataFrame, rules: RowRules) -> Guarded:
     out, rejected, raised = _call(transform, df)
-    if policy.flags_rows():   # same columns in every file of the run, flagged rows or not
+    if rules.flags_rows():   # same columns in every file of the run, flagged rows or not
         out = out.assign(_flag_class=pd.Series(None, index=out.index, dtype=object),
                          _flag_message=pd.Series(None, index=out.index, dtype=object))
     errors = _concat([rejected, raised])
     if errors.empty:
         return Guarded(out, df.iloc[0:0].assign(**{c: pd.Series(dtype=object) for c in errors.columns}),
                        len(df) - len(out))
-    actions = errors["_error_class"].map(policy.action_for)
+    actions = errors["_error_class"].map(rules.action_for)
     failing = errors[actions == "fail"]
     if len(failing):
         first = failing.iloc[0]
@@ -84,12 +84,12 @@ def guard(transform: Transform, df: pd.DataFrame, policy: FaultPolicy) -> Guarde
     to_default = errors.index[actions == "default"]
     if len(to_default):
         # Fill the defaults into the input rows and give them one more pass; still-bad rows quarantine.
-        retry_out, retry_rej, retry_raised = _call(transform, _fill_defaults(df.loc[to_default], policy))
+        retry_out, retry_rej, retry_raised = _call(transform, _fill_defaults(df.loc[to_default], rules))
         retry_errors = _concat([retry_rej, retry_raised])
         out = _concat([out.drop(index=to_default, errors="ignore"),
                        retry_out.drop(index=retry_errors.index, errors="ignore")])
         errors = _concat([errors.drop(index=to_default), retry_errors])
-        actions = errors["_error_class"].map(policy.action_for).where(lambda a: a != "default", "quarantine")
+        actions = errors["_error_class"].map(rules.action_for).where(lambda a: a != "default", "quarantine")
     # Flagged rows that have an output row are written with the flag; raised rows have none: quarantined.
     flagged = errors.index[(actions == "flag") & errors.index.isin(out.index)]
     if len(flagged):

@@ -18,11 +18,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from blocks.policy import FaultPolicy
-from blocks.runtime import io_error_patterns
 from tasks.errors import ERROR_COLUMNS, describe
 from tasks.guard import guard
 from tasks.reading import BlockData, read_block
+from tasks.rules import RowRules
 from tasks.storage import join, with_io_retries, write_json, write_parquet
 
 
@@ -40,23 +39,14 @@ def load_transform(spec: str):
 class BlockJob:
     """What every block of one shard attempt needs; small and picklable."""
     transform: str
-    policy_json: str
+    rules: RowRules
     schema_ipc: bytes | None     # planned source schema (pyarrow IPC), None for Parquet sources
     attempt_dir: str             # DEST/_rayft/shards/<shard>/<key>/<attempt>
     text_source: bool            # quarantine keeps text-file columns as strings
 
     @property
-    def policy(self) -> FaultPolicy:
-        return _policy(self.policy_json)
-
-    @property
     def schema(self) -> pa.Schema | None:
         return _schema(self.schema_ipc)
-
-
-@lru_cache(maxsize=8)
-def _policy(text: str) -> FaultPolicy:
-    return FaultPolicy.from_json(text)
 
 
 @lru_cache(maxsize=8)
@@ -98,14 +88,14 @@ def quarantine_table(data: BlockData, source: str, rows: np.ndarray, errors: pd.
 
 def process_block(block: dict, job: BlockJob) -> dict:
     """Read, guard, write one block; return its report. System errors are recorded, then re-raised."""
-    policy = job.policy
+    rules = job.rules
     name = f"{block['index']:05d}"
     write_json(join(job.attempt_dir, "attempts", f"{name}-{uuid.uuid4().hex[:8]}.json"), {})
     try:
-        data = with_io_retries(io_error_patterns(policy), policy.io_retry_attempts,
+        data = with_io_retries(list(rules.io_error_patterns), rules.io_retry_attempts,
                                lambda: read_block(block, job.schema))
         df = data.table.to_pandas()
-        result = guard(load_transform(job.transform), df, policy)
+        result = guard(load_transform(job.transform), df, rules)
         report = {"block": block["index"], "rows_in": data.table.num_rows + len(data.rejects),
                   "rows_written": len(result.written), "rows_filtered": result.filtered,
                   "rows_quarantined": len(result.quarantined) + len(data.rejects), "files": {}}
@@ -122,7 +112,7 @@ def process_block(block: dict, job: BlockJob) -> dict:
             write_parquet(path, q)
             report["files"]["quarantine"] = path
             report["error_classes"] = pc.value_counts(q["_error_class"]).to_pylist()
-            report["samples"] = sample_rows(q, policy.sample_rows)
+            report["samples"] = sample_rows(q, rules.sample_rows)
         return report
     except Exception as exc:
         error_type, message = describe(exc)

@@ -14,6 +14,7 @@ import hashlib
 import inspect
 import json
 import sys
+import time
 import uuid
 
 import numpy as np
@@ -25,7 +26,7 @@ from prefect.context import TaskRunContext
 from prefect.runtime import task_run
 
 from blocks.policy import FaultPolicy
-from blocks.runtime import apply_to_data_context, map_batches_args
+from blocks.runtime import apply_to_data_context, map_batches_args, row_rules
 from tasks.errors import DROPPED_BLOCK
 from tasks.process_block import BlockJob, BlockMapper, load_transform, map_blocks, quarantine_table
 from tasks.reading import BlockData, ParseReject, read_bytes, read_block
@@ -92,11 +93,12 @@ def _dropped_block(block: dict, job: BlockJob, error: dict | None) -> tuple[dict
 @task(name="shard", cache_key_fn=cache_key, persist_result=True, task_run_name="shard-{shard[id]}")
 def run_shard(shard: dict, job: dict) -> dict:
     """Process and commit one shard; return its report (the ledger of its blocks)."""
+    started = time.time()
     policy = FaultPolicy.from_json(job["policy_json"])
     key = shard_key(shard, job)
     shard_dir = join(job["dest"], "_rayft", "shards", shard["id"], key[6:22])
     attempt = uuid.uuid4().hex[:12]
-    block_job = BlockJob(job["transform"], job["policy_json"], job.get("schema_ipc"),
+    block_job = BlockJob(job["transform"], row_rules(policy), job.get("schema_ipc"),
                          join(shard_dir, attempt), shard["format"] != "parquet")
     apply_to_data_context(policy)   # before the Dataset exists: Ray copies the context at creation
     items = [{"block": json.dumps(b)} for b in shard["blocks"]]
@@ -109,7 +111,8 @@ def run_shard(shard: dict, job: dict) -> dict:
     try:
         reports = {r["block"]: r for r in (json.loads(row["report"]) for row in ds.take_all())}
     except Exception as exc:
-        raise _shard_failure(shard["id"], block_job, exc) from None
+        raise _shard_failure(shard["id"], block_job, policy, exc) from None
+    pipeline_done = time.time()
     blocks_out = []
     for block in shard["blocks"]:
         if block["index"] in reports:
@@ -135,6 +138,8 @@ def run_shard(shard: dict, job: dict) -> dict:
         "block_retries": max(0, len(attempts) - len(shard["blocks"])),
         "shard_retries": max(0, (task_run.run_count or 1) - 1),
     }
+    report["seconds"] = {"started": started, "pipeline": round(pipeline_done - started, 3),
+                         "total": round(time.time() - started, 3)}
     write_json(join(shard_dir, "COMMITTED.json"), report)   # the commit: one atomic write, last
     for old in list_dirs(shard_dir):
         if not old.endswith("/" + attempt):
@@ -142,12 +147,11 @@ def run_shard(shard: dict, job: dict) -> dict:
     return report
 
 
-def _shard_failure(shard_id: str, job: BlockJob, exc: BaseException) -> BaseException:
+def _shard_failure(shard_id: str, job: BlockJob, policy: FaultPolicy, exc: BaseException) -> BaseException:
     """Turn what Ray raised into an error that names the block's own exception, even if it could not be
     unpickled on this side; keep a transient error's own type so the retry condition sees it."""
     recorded = [read_json(f) for f in list_files(join(job.attempt_dir, "errors"))]
     recorded = [r for r in recorded if r]
-    policy = job.policy
     cause = exc
     while getattr(cause, "cause", None) is not None and cause is not cause.cause:
         cause = cause.cause

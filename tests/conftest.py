@@ -36,7 +36,7 @@ def ray_session(prefect_api):
 def run_flow(ray_session):
     """Run the main flow in-process on the session's Ray; returns (state, summary)."""
     from blocks.policy import FaultPolicy
-    from flows.etl import etl, task_runner
+    from flows.pipeline import etl, task_runner
     from tasks.storage import join, read_json
 
     def run(source, dest, transform="tasks.examples:passthrough", policy=None):

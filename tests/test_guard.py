@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from blocks.policy import FaultPolicy
+from blocks.runtime import row_rules
 from tasks import BusinessRuleError, Rejects
 from tasks.errors import FailFast
 from tasks.guard import TransformContractError, guard
@@ -35,7 +36,7 @@ def frame(n=64):
 
 def test_clean_batch_calls_the_transform_once():
     t = Counting(raise_on([]))
-    result = guard(t, frame(), FaultPolicy())
+    result = guard(t, frame(), row_rules(FaultPolicy()))
     assert t.calls == 1
     assert list(result.written["y"]) == [2 * i for i in range(64)]
     assert result.quarantined.empty and result.filtered == 0
@@ -43,7 +44,7 @@ def test_clean_batch_calls_the_transform_once():
 
 def test_bisection_isolates_exactly_the_raising_rows():
     t = Counting(raise_on([5, 40]))
-    result = guard(t, frame(), FaultPolicy())
+    result = guard(t, frame(), row_rules(FaultPolicy()))
     assert sorted(result.quarantined["x"]) == [5, 40]
     assert set(result.quarantined["_error_class"]) == {"data_quality"}
     assert result.quarantined.set_index("x").loc[5, "_error_message"] == "bad x 5"
@@ -54,14 +55,14 @@ def test_bisection_isolates_exactly_the_raising_rows():
 @pytest.mark.parametrize("exc, cls", [(KeyError, "schema_mismatch"), (BusinessRuleError, "business_rule"),
                                       (TypeError, "data_quality")])
 def test_classification_of_raised_errors(exc, cls):
-    result = guard(raise_on([3], exc), frame(8), FaultPolicy())
+    result = guard(raise_on([3], exc), frame(8), row_rules(FaultPolicy()))
     assert list(result.quarantined["_error_class"]) == [cls]
     assert list(result.quarantined["_error_type"]) == [exc.__name__]
 
 
 def test_system_error_is_reraised_for_the_retry_level():
     with pytest.raises(ConnectionError):
-        guard(raise_on([3], ConnectionError), frame(8), FaultPolicy())
+        guard(raise_on([3], ConnectionError), frame(8), row_rules(FaultPolicy()))
 
 
 def test_vectorised_rejects_do_not_bisect():
@@ -69,7 +70,7 @@ def test_vectorised_rejects_do_not_bisect():
         r = Rejects().add(df["x"] % 10 == 0, "business_rule", "multiple of ten", "Tens")
         return df.assign(y=1), r
     t = Counting(transform)
-    result = guard(t, frame(35), FaultPolicy())
+    result = guard(t, frame(35), row_rules(FaultPolicy()))
     assert t.calls == 1
     assert sorted(result.quarantined["x"]) == [0, 10, 20, 30]
     assert set(result.quarantined["_error_type"]) == {"Tens"}
@@ -79,7 +80,7 @@ def test_vectorised_rejects_do_not_bisect():
 def test_flag_action_writes_rejected_rows_with_a_flag():
     def transform(df):
         return df.assign(y=1), Rejects().add(df["x"] == 2, "data_quality", "two")
-    result = guard(transform, frame(4), FaultPolicy(data_quality="flag"))
+    result = guard(transform, frame(4), row_rules(FaultPolicy(data_quality="flag")))
     assert result.quarantined.empty
     flags = result.written["_flag_class"]
     assert flags[2] == "data_quality" and flags.drop(index=2).isna().all()
@@ -92,21 +93,21 @@ def test_default_action_fills_values_and_retries_the_row():
         if d["x"].isna().any():
             raise ValueError("x is null")
         return d.assign(y=d["x"] + 1)
-    result = guard(transform, df, FaultPolicy(data_quality="default", default_values={"x": 0}))
+    result = guard(transform, df, row_rules(FaultPolicy(data_quality="default", default_values={"x": 0})))
     assert result.quarantined.empty
     assert list(result.written.sort_index()["y"]) == [2.0, 1.0, 4.0]
 
 
 def test_fail_action_stops_the_job():
     with pytest.raises(FailFast, match="business_rule"):
-        guard(raise_on([1], BusinessRuleError), frame(4), FaultPolicy(business_rule="fail"))
+        guard(raise_on([1], BusinessRuleError), frame(4), row_rules(FaultPolicy(business_rule="fail")))
 
 
 def test_filtered_rows_are_counted_not_lost():
-    result = guard(lambda df: df[df["x"] > 1], frame(5), FaultPolicy())
+    result = guard(lambda df: df[df["x"] > 1], frame(5), row_rules(FaultPolicy()))
     assert len(result.written) == 3 and result.filtered == 2
 
 
 def test_more_rows_out_than_in_is_refused_with_a_clear_error():
     with pytest.raises(TransformContractError, match="index"):
-        guard(lambda df: pd.concat([df, df]), frame(5), FaultPolicy())
+        guard(lambda df: pd.concat([df, df]), frame(5), row_rules(FaultPolicy()))
