@@ -18,7 +18,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 from prefect.blocks.core import Block
 
 ERROR_CLASSES = ("data_quality", "schema_mismatch", "business_rule", "system_error")
@@ -58,7 +58,8 @@ class FaultPolicy(Block):
         description="Fraction of rows_in that may be quarantined before the job fails (exit 1). Default 0.05.")
     warn_error_rate: float = Field(
         0.01, ge=0, le=1,
-        description="Error rate above which the run emits a `rayft.error-rate.warning` Prefect event. Default 0.01.")
+        description="Error rate above which the run emits a `rayft.error-rate.warning` Prefect event "
+        "(capped at max_error_rate). Default 0.01.")
     data_quality: Literal["quarantine", "default", "flag", "fail"] = Field(
         "quarantine", description="Action for data_quality rows (ValueError, TypeError, parse errors): "
         "quarantine (default), default (fill `default_values` and retry the row), flag (write with "
@@ -128,6 +129,14 @@ class FaultPolicy(Block):
         None, description="Ray cluster to run on (`RayTaskRunner(address=)`): None starts a local "
         "instance; 'auto', 'host:port' or 'ray://host:port' join an existing one. Default None.")
 
+    # Fault injection (for testing a pipeline's tolerance; RAYFT_FAULTS in the environment wins)
+    inject_transient_rate: float = Field(
+        0.0, ge=0, le=1, description="Probability that a block attempt raises an injected ConnectionError. "
+        "Default 0.")
+    inject_kill_once: bool = Field(
+        False, description="Kill the worker (or actor) process running the first block, once per run. "
+        "Default false.")
+
     # Artifacts
     sample_rows: int = Field(
         5, ge=0, le=50, description="Sample quarantined rows per error class shown in artifacts. Default 5.")
@@ -141,12 +150,6 @@ class FaultPolicy(Block):
         for name in names:
             resolve_exception(name)
         return names
-
-    @model_validator(mode="after")
-    def _warn_below_fail(self) -> "FaultPolicy":
-        if self.warn_error_rate > self.max_error_rate:
-            raise ValueError("warn_error_rate must not exceed max_error_rate")
-        return self
 
     def action_for(self, error_class: str) -> str:
         return getattr(self, error_class) if error_class in ROW_ACTIONS_FIELDS else "escalate"

@@ -43,7 +43,12 @@ def summary_markdown(summary: dict, reports: list[dict], dest: str) -> str:
     lines += ["", f"Error rate **{s['error_rate']:.4%}**; errored blocks {s['errored_blocks']} of "
               f"{s['blocks_total']}; retries {s['retries']}; shards {s['shards_done']}/{s['shards_total']} "
               f"done, {s['shards_skipped']} resumed from an earlier run.", "",
-              "| shard | rows in | quarantined | dropped | error rate | worst block rate |", "|---|---:|---:|---:|---:|---:|"]
+              ]
+    if s.get("circuit_breakers"):
+        lines += ["| circuit breaker | trips | calls rejected while open | last state |", "|---|---:|---:|---|"]
+        lines += [f"| {n} | {c['trips']} | {c['rejected']} | {c['state']} |" for n, c in s["circuit_breakers"].items()]
+        lines.append("")
+    lines += ["| shard | rows in | quarantined | dropped | error rate | worst block rate |", "|---|---:|---:|---:|---:|---:|"]
     for r in sorted(reports, key=lambda r: r["shard"]):
         rin = sum(b["rows_in"] for b in r["blocks"])
         q = sum(b["rows_quarantined"] for b in r["blocks"])

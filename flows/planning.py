@@ -23,7 +23,8 @@ import pyarrow.parquet as pq
 
 from blocks.policy import FaultPolicy
 from tasks.reading import drop_invalid_utf8, jsonl_valid_lines
-from tasks.storage import split_uri
+from blocks.runtime import io_error_patterns
+from tasks.storage import split_uri, with_io_retries
 
 SUFFIXES = {".csv": "csv", ".csv.gz": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
             ".jsonl.gz": "jsonl", ".ndjson.gz": "jsonl", ".json.gz": "jsonl", ".parquet": "parquet",
@@ -173,18 +174,25 @@ def _parquet_blocks(uri: str, policy: FaultPolicy) -> list[dict]:
     return blocks
 
 
+def _read_with_retries(policy: FaultPolicy, uri: str, fn):
+    """Driver-side reads (schema, Parquet footers, line scans), which Ray does not retry: retried on
+    retried_io_errors patterns; any other error stops planning at once, naming the file."""
+    try:
+        return with_io_retries(io_error_patterns(policy), policy.io_retry_attempts, fn)
+    except (OSError, pa.ArrowException) as exc:
+        raise SourceError(f"cannot read {uri}: {type(exc).__name__}: {exc}") from None
+
+
 def plan_job(source: str, policy: FaultPolicy) -> Plan:
     files = list_source_files(source)
     first_uri, _ = files[0]
-    try:
-        schema = infer_schema(first_uri, _format_of(first_uri))
-    except (OSError, pa.ArrowException) as exc:
-        raise SourceError(f"cannot read {first_uri}: {exc}") from None
+    schema = _read_with_retries(policy, first_uri, lambda: infer_schema(first_uri, _format_of(first_uri)))
     shards, described = [], []
     per_shard = max(1, round(policy.shard_bytes / policy.block_bytes))
     for uri, info in files:
         fmt = _format_of(uri)
-        blocks = _parquet_blocks(uri, policy) if fmt == "parquet" else _text_blocks(uri, fmt, info.size, policy)
+        blocks = _read_with_retries(policy, uri, lambda: _parquet_blocks(uri, policy) if fmt == "parquet"
+                                    else _text_blocks(uri, fmt, info.size, policy))
         tag = hashlib.sha1(uri.encode()).hexdigest()[:6]
         stem = re.sub(r"[^A-Za-z0-9_.-]", "_", info.base_name)[:40]
         fingerprint = f"{info.size}:{info.mtime_ns}"

@@ -27,6 +27,7 @@ def summarize(reports: list[dict], shards_total: int, skipped: int, failed: dict
         "shards_total": shards_total, "shards_done": len(reports), "shards_skipped": skipped,
         "shards_failed": failed,
         "retries": sum(r["block_retries"] + r["shard_retries"] for r in reports),
+        "circuit_breakers": circuit_totals(blocks),
         "message": "",
     }
 
@@ -55,3 +56,14 @@ def errored_block_budget(policy: FaultPolicy, blocks_total: int) -> int:
     if policy.max_errored_blocks < 0:
         return -1 if policy.max_errored_block_fraction >= 1 else by_fraction
     return min(policy.max_errored_blocks, by_fraction)
+
+
+def circuit_totals(blocks: list[dict]) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for block in blocks:
+        for name, c in block.get("circuits", {}).items():
+            total = out.setdefault(name, {"trips": 0, "rejected": 0, "state": "closed"})
+            total["trips"] += c["trips"]
+            total["rejected"] += c["rejected"]
+            total["state"] = "open" if c["state"] == "open" else total["state"]
+    return out

@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tasks import circuit, faults
 from tasks.errors import ERROR_COLUMNS, describe
 from tasks.guard import guard
 from tasks.reading import BlockData, read_block
@@ -43,6 +44,7 @@ class BlockJob:
     schema_ipc: bytes | None     # planned source schema (pyarrow IPC), None for Parquet sources
     attempt_dir: str             # DEST/_rayft/shards/<shard>/<key>/<attempt>
     text_source: bool            # quarantine keeps text-file columns as strings
+    fault_dir: str = ""          # markers of injected faults, one folder per flow run
 
     @property
     def schema(self) -> pa.Schema | None:
@@ -92,6 +94,8 @@ def process_block(block: dict, job: BlockJob) -> dict:
     name = f"{block['index']:05d}"
     write_json(join(job.attempt_dir, "attempts", f"{name}-{uuid.uuid4().hex[:8]}.json"), {})
     try:
+        faults.inject(rules.faults, job.fault_dir)
+        breakers = circuit.snapshot()
         data = with_io_retries(list(rules.io_error_patterns), rules.io_retry_attempts,
                                lambda: read_block(block, job.schema))
         df = data.table.to_pandas()
@@ -99,6 +103,9 @@ def process_block(block: dict, job: BlockJob) -> dict:
         report = {"block": block["index"], "rows_in": data.table.num_rows + len(data.rejects),
                   "rows_written": len(result.written), "rows_filtered": result.filtered,
                   "rows_quarantined": len(result.quarantined) + len(data.rejects), "files": {}}
+        tripped = circuit.delta(breakers, circuit.snapshot())
+        if tripped:
+            report["circuits"] = tripped
         if len(result.written):
             path = join(job.attempt_dir, "data", f"{name}.parquet")
             write_parquet(path, pa.Table.from_pandas(result.written, preserve_index=False))
@@ -118,6 +125,7 @@ def process_block(block: dict, job: BlockJob) -> dict:
         error_type, message = describe(exc)
         write_json(join(job.attempt_dir, "errors", f"{name}.json"), {
             "block": block["index"], "error_type": error_type, "message": message,
+            "classes": [f"{c.__module__}.{c.__qualname__}" for c in type(exc).__mro__],
             "traceback": traceback.format_exc()[-4000:]})
         raise
 

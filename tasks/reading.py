@@ -15,15 +15,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.fs as pafs
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from tasks.errors import DATA_QUALITY, SCHEMA_MISMATCH
-
-
-def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    return pafs.FileSystem.from_uri(uri)
+from tasks.storage import split_uri as filesystem
 
 
 @dataclass

@@ -23,7 +23,7 @@ import pyarrow as pa
 import ray
 from prefect import task
 from prefect.context import TaskRunContext
-from prefect.runtime import task_run
+from prefect.runtime import flow_run, task_run
 
 from blocks.policy import FaultPolicy
 from blocks.runtime import apply_to_data_context, map_batches_args, row_rules
@@ -99,7 +99,8 @@ def run_shard(shard: dict, job: dict) -> dict:
     shard_dir = join(job["dest"], "_rayft", "shards", shard["id"], key[6:22])
     attempt = uuid.uuid4().hex[:12]
     block_job = BlockJob(job["transform"], row_rules(policy), job.get("schema_ipc"),
-                         join(shard_dir, attempt), shard["format"] != "parquet")
+                         join(shard_dir, attempt), shard["format"] != "parquet",
+                         join(job["dest"], "_rayft", "faults", str(flow_run.id)))
     apply_to_data_context(policy)   # before the Dataset exists: Ray copies the context at creation
     items = [{"block": json.dumps(b)} for b in shard["blocks"]]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
@@ -147,21 +148,21 @@ def run_shard(shard: dict, job: dict) -> dict:
     return report
 
 
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def _shard_failure(shard_id: str, job: BlockJob, policy: FaultPolicy, exc: BaseException) -> BaseException:
-    """Turn what Ray raised into an error that names the block's own exception, even if it could not be
-    unpickled on this side; keep a transient error's own type so the retry condition sees it."""
-    recorded = [read_json(f) for f in list_files(join(job.attempt_dir, "errors"))]
-    recorded = [r for r in recorded if r]
-    cause = exc
-    while getattr(cause, "cause", None) is not None and cause is not cause.cause:
-        cause = cause.cause
-    if isinstance(cause, policy.exception_classes()):
-        return cause
+    """Turn what Ray raised into an error naming the block's own exception, even one that could not be
+    unpickled here. The block recorded its exception's classes before failing: `transient` (retried by
+    Prefect) if one of them is in retry_exceptions, or if a worker or actor crashed."""
     from ray.exceptions import ActorDiedError, WorkerCrashedError
-    crash = isinstance(exc, (ActorDiedError, WorkerCrashedError)) or "WorkerCrashedError" in str(exc) \
-        or "ActorDiedError" in str(exc)
-    if recorded:
-        last = recorded[-1]
-        return ShardFailed(shard_id, f"block {last['block']}: {last['error_type']}: {last['message']}",
-                           transient=crash)
-    return ShardFailed(shard_id, f"{type(exc).__name__}: {str(exc)[:500]}", transient=crash)
+    recorded = [r for r in (read_json(f) for f in list_files(join(job.attempt_dir, "errors"))) if r]
+    crash = isinstance(exc, (ActorDiedError, WorkerCrashedError)) or any(
+        name in str(exc) for name in ("WorkerCrashedError", "ActorDiedError"))
+    if not recorded:
+        return ShardFailed(shard_id, f"{type(exc).__name__}: {str(exc)[:500]}", transient=crash)
+    last = recorded[-1]
+    listed = {_qualified(c) for c in policy.exception_classes()}
+    transient = crash or bool(listed & set(last.get("classes", [])))
+    return ShardFailed(shard_id, f"block {last['block']}: {last['error_type']}: {last['message']}", transient)

@@ -17,9 +17,20 @@ import pyarrow.parquet as pq
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 
+_FILESYSTEMS: dict[str, Callable[[], pafs.FileSystem]] = {}
+
+
+def register_filesystem(scheme: str, factory: Callable[[], pafs.FileSystem]) -> None:
+    """Serve `scheme://path` with a filesystem of your own (e.g. pyarrow.fs.PyFileSystem(FSSpecHandler))."""
+    _FILESYSTEMS[scheme] = factory
+
+
 def split_uri(uri: str) -> tuple[pafs.FileSystem, str]:
     if "://" not in uri:
         return pafs.LocalFileSystem(), uri
+    scheme, _, rest = uri.partition("://")
+    if scheme in _FILESYSTEMS:
+        return _FILESYSTEMS[scheme](), rest
     return pafs.FileSystem.from_uri(uri)
 
 
@@ -114,3 +125,21 @@ def remove_file(uri: str) -> None:
         fs.delete_file(path)
     except FileNotFoundError:
         pass
+
+
+def create_once(uri: str) -> bool:
+    """Create an empty marker file; True only for the one caller that created it (local disk)."""
+    fs, path = split_uri(uri)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    if isinstance(fs, pafs.LocalFileSystem):
+        import os
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return True
+        except FileExistsError:
+            return False
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+        return False
+    with fs.open_output_stream(path):
+        pass
+    return True

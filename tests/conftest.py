@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -23,9 +24,18 @@ def prefect_api(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def ray_session(prefect_api):
+def state_dir(tmp_path_factory):
+    """Shared by test transforms on Ray workers (RAYFT_TEST_STATE) to count attempts across processes."""
+    path = tmp_path_factory.mktemp("transform-state")
+    os.environ["RAYFT_TEST_STATE"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ray_session(prefect_api, state_dir):
     import ray
-    env = {"PREFECT_API_URL": prefect_api, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)])}
+    env = {"PREFECT_API_URL": prefect_api, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)]),
+           "RAYFT_TEST_STATE": str(state_dir)}
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": env})
     yield
@@ -33,11 +43,14 @@ def ray_session(prefect_api):
 
 
 @pytest.fixture
-def run_flow(ray_session):
+def run_flow(ray_session, state_dir):
     """Run the main flow in-process on the session's Ray; returns (state, summary)."""
     from blocks.policy import FaultPolicy
     from flows.pipeline import etl, task_runner
     from tasks.storage import join, read_json
+
+    for child in state_dir.iterdir():   # attempt counters of test transforms start from zero
+        shutil.rmtree(child)
 
     def run(source, dest, transform="tasks.examples:passthrough", policy=None):
         state = etl.with_options(task_runner=task_runner(FaultPolicy()))(

@@ -43,3 +43,84 @@ def read_dir(path: Path) -> pd.DataFrame:
 def write_policy(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+# ---- test transforms for retries, crashes and errored blocks (run on Ray workers) ----
+
+import os
+import uuid
+
+from tasks import BusinessRuleError  # noqa: E402,F401 - re-exported for tests
+from tasks.circuit import CircuitBreaker
+
+
+def _attempt(kind: str, key: str) -> int:
+    """How many times this (kind, key) was seen before, across processes; records this one."""
+    folder = Path(os.environ["RAYFT_TEST_STATE"]) / kind / key
+    folder.mkdir(parents=True, exist_ok=True)
+    seen = len(list(folder.iterdir()))
+    (folder / uuid.uuid4().hex).touch()
+    return seen
+
+
+def _batch_key(df) -> str:
+    return f"{int(df['id'].iloc[0])}-{len(df)}"
+
+
+def connection_error_twice(df):
+    """Raises ConnectionError on the first two attempts of every batch."""
+    if _attempt("conn", _batch_key(df)) < 2:
+        raise ConnectionError("service unavailable (test)")
+    return df.assign(ok=True)
+
+
+def value_error_twice(df):
+    """Raises ValueError on the first two calls for every batch: a row-level class, never retried."""
+    if _attempt("value", _batch_key(df)) < 2:
+        raise ValueError("bad value (test)")
+    return df.assign(ok=True)
+
+
+def always_connection_error(df):
+    raise ConnectionError("dependency is down (test)")
+
+
+def fail_ids_400s(df):
+    """A deterministic system error for every batch that holds a row with id 400..499 (file 4)."""
+    if df["id"].between(400, 499).any():
+        raise RuntimeError("poison batch (test)")
+    return df
+
+
+class Unpicklable(Exception):
+    def __init__(self, code, detail):   # two required args: Ray cannot rebuild it from args
+        super().__init__(f"code {code}: {detail}")
+
+
+def raise_unpicklable(df):
+    if df["id"].between(400, 499).any():
+        raise Unpicklable(42, "cannot be unpickled")
+    return df
+
+
+def _down(_value):
+    raise ConnectionError("geo service down (test)")
+
+
+def enrich_with_breaker(df):
+    geo = CircuitBreaker("geo", failures=3, reset_seconds=60)
+    zips = []
+    for value in df["id"]:
+        try:
+            zips.append(geo.call(_down, value))
+        except ConnectionError:
+            zips.append(None)
+    return df.assign(zip=zips)
+
+
+def write_numbered_files(folder: Path, files: int, rows: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in range(files):
+        ids = range(f * rows, (f + 1) * rows)
+        (folder / f"file{f}.csv").write_text("id,value\n" + "".join(f"{i},{i * 3}\n" for i in ids))
+    return folder
