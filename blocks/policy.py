@@ -137,6 +137,10 @@ class FaultPolicy(Block):
         False, description="Kill the worker (or actor) process running the first block, once per run. "
         "Default false.")
 
+    inject_kill_mid_write_once: bool = Field(
+        False, description="The first block of the run writes half its data file, then kills its worker, "
+        "once per run. Default false.")
+
     # Artifacts
     sample_rows: int = Field(
         5, ge=0, le=50, description="Sample quarantined rows per error class shown in artifacts. Default 5.")

@@ -47,7 +47,8 @@ def row_rules(policy: FaultPolicy) -> RowRules:
         io_retry_attempts=policy.io_retry_attempts,
         sample_rows=policy.sample_rows,
         faults=tuple((k, v) for k, v in (("transient_rate", policy.inject_transient_rate),
-                                          ("kill_once", policy.inject_kill_once)) if v),
+                                          ("kill_once", policy.inject_kill_once),
+                                          ("kill_mid_write_once", policy.inject_kill_mid_write_once)) if v),
     )
 
 

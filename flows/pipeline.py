@@ -6,8 +6,8 @@
 
 from __future__ import annotations
 
-import io
 import os
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -95,6 +95,7 @@ def _run_shards(plan: Plan, job: dict, policy: FaultPolicy, result_dir: Path | N
 def etl(source: str, dest: str, transform: str = DEFAULT_TRANSFORM, policy: str | None = None) -> dict:
     """Run TRANSFORM over SOURCE into DEST with row-, retry-, block- and job-level fault tolerance."""
     logger = get_run_logger()
+    started = time.monotonic()
     pol = load_policy(policy)
     source, dest = normalize(source), normalize(dest)
     plan = plan_job(source, pol)
@@ -106,6 +107,7 @@ def etl(source: str, dest: str, transform: str = DEFAULT_TRANSFORM, policy: str 
     reports, skipped, failed = _run_shards(plan, job, pol, result_dir)
     summary = summarize(reports, len(plan.shards), skipped, failed, plan.blocks_total)
     summary["flow_run_id"] = str(flow_run.id) if flow_run.id else None
+    summary["seconds"] = round(time.monotonic() - started, 3)
     reason = failure_reason(summary, pol)
     if reason:
         summary.update(status="failed", message=reason)

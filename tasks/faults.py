@@ -8,6 +8,7 @@ Policy fields `inject_transient_rate` / `inject_kill_once`, or the environment (
   default retry_exceptions retry it) with this probability.
 - kill_once: the first block of the run kills its worker process (`os._exit`), once per run: a task-pool
   worker or a pool actor, whichever runs it. Ray restarts it and retries the block.
+- kill_mid_write_once: the first block of the run writes half of its data file, then kills its worker.
 """
 
 from __future__ import annotations
@@ -38,3 +39,14 @@ def inject(faults: tuple[tuple[str, object], ...], marker_dir: str) -> None:
     rate = float(config.get("transient_rate", 0))
     if rate and random.random() < rate:
         raise InjectedTransientError(f"injected transient fault (rate {rate})")
+
+
+def write_or_die(faults: tuple[tuple[str, object], ...], marker_dir: str, uri: str, payload: bytes) -> None:
+    """kill_mid_write_once: leave a truncated file where the block's data goes, then die."""
+    if settings(faults).get("kill_mid_write_once") and create_once(f"{marker_dir}/killed-mid-write"):
+        from tasks.storage import split_uri
+        fs, path = split_uri(uri)
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        with fs.open_output_stream(path) as f:
+            f.write(payload[: len(payload) // 2])
+        os._exit(18)

@@ -108,7 +108,10 @@ def process_block(block: dict, job: BlockJob) -> dict:
             report["circuits"] = tripped
         if len(result.written):
             path = join(job.attempt_dir, "data", f"{name}.parquet")
-            write_parquet(path, pa.Table.from_pandas(result.written, preserve_index=False))
+            table = pa.Table.from_pandas(result.written, preserve_index=False)
+            if rules.faults:
+                faults.write_or_die(rules.faults, job.fault_dir, path, b"PAR1" + b"\0" * 4096)
+            write_parquet(path, table)
             report["files"]["data"] = path
         if report["rows_quarantined"]:
             rows = result.quarantined.index.to_numpy()

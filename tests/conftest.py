@@ -52,8 +52,8 @@ def run_flow(ray_session, state_dir):
     for child in state_dir.iterdir():   # attempt counters of test transforms start from zero
         shutil.rmtree(child)
 
-    def run(source, dest, transform="tasks.examples:passthrough", policy=None):
-        state = etl.with_options(task_runner=task_runner(FaultPolicy()))(
+    def run(source, dest, transform="tasks.examples:passthrough", policy=None, retries=0):
+        state = etl.with_options(task_runner=task_runner(FaultPolicy()), retries=retries)(
             source=str(source), dest=str(dest), transform=transform,
             policy=str(policy) if policy else None, return_state=True)
         return state, read_json(join(str(dest), "_rayft", "summary.json"))

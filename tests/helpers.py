@@ -124,3 +124,17 @@ def write_numbered_files(folder: Path, files: int, rows: int) -> Path:
         ids = range(f * rows, (f + 1) * rows)
         (folder / f"file{f}.csv").write_text("id,value\n" + "".join(f"{i},{i * 3}\n" for i in ids))
     return folder
+
+
+def slow_passthrough(df):
+    """Three seconds per batch: the work dominates start-up, and a run can be killed between commits."""
+    import time
+    time.sleep(3.0)
+    return df
+
+
+def fail_file1_once(df):
+    """A non-transient system error the first time file 1's batch runs, then fine."""
+    if df["id"].between(100, 199).any() and _attempt("file1", "once") == 0:
+        raise RuntimeError("file 1 fails once (test)")
+    return df

@@ -1,0 +1,88 @@
+"""Level 4 on real Ray and Prefect: crash and resume, Prefect's flow-run retry, torn writes."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+from helpers import read_dir, write_numbered_files, write_policy
+from processes import CliProcess
+
+SLOW = "max_concurrent_shards = 2\nshard_retry_delay_seconds = 0\n"
+
+
+def committed(dest: Path) -> int:
+    return len(list((dest / "_rayft" / "shards").glob("*/*/COMMITTED.json")))
+
+
+def assert_every_visible_file_readable(dest: Path) -> None:
+    for path in list((dest / "data").glob("*")) + list((dest / "quarantine").glob("*")):
+        pq.read_table(path)   # raises on a torn or partial file
+        assert path.suffix == ".parquet", path
+
+
+@pytest.mark.slow
+def test_sigkill_at_half_then_resume_gives_exactly_the_uninterrupted_output(run_flow, tmp_path):
+    src = write_numbered_files(tmp_path / "in", 8, 200)
+    policy = write_policy(tmp_path / "p.toml", SLOW)
+    env = {"PYTHONPATH": str(Path(__file__).parent)}
+
+    def args(dest):
+        return [str(a) for a in ("run", src, dest, "--transform", "helpers:slow_passthrough", "--policy",
+                                 policy, "--json")]
+    code, out, err = CliProcess(*args(tmp_path / "full"), env=env).wait()
+    assert code == 0, err[-3000:]
+    full = json.loads(out)
+    assert full["shards_total"] == 8 and full["shards_skipped"] == 0
+
+    dest = tmp_path / "out"
+    first = CliProcess(*args(dest), env=env)
+    deadline = time.monotonic() + 300
+    while committed(dest) < 4 and time.monotonic() < deadline and first.proc.poll() is None:
+        time.sleep(0.05)
+    first.kill_all()
+    done_at_kill = committed(dest)
+    assert 1 <= done_at_kill < 8, done_at_kill
+    assert not (dest / "data").exists()   # nothing published by the killed run
+
+    code, out, err = CliProcess(*args(dest), env=env).wait()
+    assert code == 0, err[-3000:]
+    resumed = json.loads(out)
+    assert resumed["shards_skipped"] >= 1 and resumed["shards_done"] == 8
+    # Both cold CLI runs; flow time excludes server and Ray start-up. Half the shards left: clearly less.
+    assert resumed["seconds"] < full["seconds"] * 0.8, (resumed["seconds"], full["seconds"])
+    ids = list(read_dir(dest / "data")["id"])
+    assert sorted(ids) == list(range(1600)) and len(ids) == len(set(ids))
+    assert_every_visible_file_readable(dest)
+
+
+def test_prefect_flow_retry_reuses_committed_shards_as_cached(run_flow, tmp_path):
+    src = write_numbered_files(tmp_path / "in", 4, 100)
+    policy = write_policy(tmp_path / "p.toml", SLOW + "shard_retries = 0\n")
+    state, summary = run_flow(src, tmp_path / "out", "helpers:fail_file1_once", policy, retries=1)
+    assert state.is_completed(), summary
+    assert summary["shards_skipped"] == 3 and summary["shards_done"] == 4
+    assert sorted(read_dir(tmp_path / "out" / "data")["id"]) == list(range(400))
+    with get_client(sync_client=True) as client:
+        [run] = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[summary["flow_run_id"]])))
+        task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+    assert run.run_count == 2
+    states = sorted(t.state.name for t in task_runs)
+    assert states.count("Cached") == 3 and states.count("Failed") == 1, states
+
+
+def test_a_writer_killed_mid_write_leaves_no_visible_partial_file(run_flow, tmp_path):
+    src = write_numbered_files(tmp_path / "in", 3, 100)
+    policy = write_policy(tmp_path / "p.toml", SLOW + "inject_kill_mid_write_once = true\n")
+    state, summary = run_flow(src, tmp_path / "out", "tasks.examples:passthrough", policy)
+    assert state.is_completed(), summary
+    assert summary["retries"] >= 1
+    assert len(list((tmp_path / "out" / "_rayft" / "faults").rglob("killed-mid-write"))) == 1
+    assert sorted(read_dir(tmp_path / "out" / "data")["id"]) == list(range(300))
+    assert_every_visible_file_readable(tmp_path / "out")
