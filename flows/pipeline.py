@@ -112,7 +112,7 @@ def etl(source: str, dest: str, transform: str = DEFAULT_TRANSFORM, policy: str 
     if reason:
         summary.update(status="failed", message=reason)
     else:
-        published = publish(dest, reports, summary["flow_run_id"])
+        published = publish(dest, reports, summary["flow_run_id"], job["schema_ipc"])
         summary["message"] = (f"{summary['rows_written']:,} rows written, {summary['rows_quarantined']:,} "
                               f"quarantined, {summary['rows_dropped']:,} dropped; {len(published)} files published")
     write_json(join(dest, "_rayft", "summary.json"), summary)

@@ -99,7 +99,7 @@ def drop_invalid_utf8(raw: bytes, first_line: int) -> tuple[bytes, list[ParseRej
     return b"".join(kept), rejects, np.asarray(kept_lines, dtype=np.int64)
 
 
-def _cast_cells(table: pa.Table, schema: pa.Schema) -> tuple[pa.Table, dict[int, str]]:
+def cast_cells(table: pa.Table, schema: pa.Schema) -> tuple[pa.Table, dict[int, str]]:
     """Cast string columns to the planned types. Cells that do not convert: {row: reason}, row dropped."""
     bad_rows: dict[int, str] = {}
     columns = []
@@ -166,7 +166,7 @@ def read_csv_block(block: dict, schema: pa.Schema | None) -> BlockData:
     if len(row_pos) != table.num_rows:   # e.g. newlines inside quoted values: lines unknown
         row_pos = None
     if not typed:
-        table, bad = _cast_cells(table, schema)
+        table, bad = cast_cells(table, schema)
         for row, reason in bad.items():
             line = int(numbers[row_pos[row]]) if row_pos is not None else None
             text = _line_text(raw, int(starts[row_pos[row]])) if row_pos is not None else ""

@@ -138,3 +138,11 @@ def fail_file1_once(df):
     if df["id"].between(100, 199).any() and _attempt("file1", "once") == 0:
         raise RuntimeError("file 1 fails once (test)")
     return df
+
+
+def lenient_transactions(df):
+    """The 'fixed' transform for replay: a null customer becomes 999, a negative amount its absolute
+    value; a customer_id <= 0 is still a business-rule violation."""
+    from tasks.examples import transactions
+    fixed = df.assign(customer_id=df["customer_id"].fillna(999), amount=df["amount"].abs())
+    return transactions(fixed)

