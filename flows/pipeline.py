@@ -39,7 +39,7 @@ class JobFailed(Exception):
 def task_runner(policy: FaultPolicy) -> RayTaskRunner:
     """RayTaskRunner for the policy's Ray address; workers get the Prefect API and S3 settings."""
     env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
-    address = policy.ray_address or os.environ.get("RAYFT_RAY_ADDRESS") or "local"
+    address = policy.ray_address or os.environ.get("RAYFT_RAY_ADDRESS") or "local"   # "" = local
     return RayTaskRunner(address=address, init_kwargs=ray_init_kwargs(policy, env, address == "local"))
 
 

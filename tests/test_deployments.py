@@ -1,0 +1,115 @@
+"""Operate it the Prefect way: a real server, `prefect deploy --all`, a process worker, a REST trigger."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from helpers import write_policy, write_transactions
+
+ROOT = Path(__file__).resolve().parent.parent
+PREFECT = [sys.executable, "-m", "prefect"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Api:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __call__(self, method: str, path: str, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, method=method, data=data,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as response:
+            return json.loads(response.read() or b"null")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGINT (Prefect's clean stop), then the process group this test created."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.mark.slow
+def test_deploy_trigger_over_rest_and_read_history_back(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp_path / "home"), PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
+               PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    started = []
+    try:
+        server = subprocess.Popen([*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                                  env=env, stdout=open(logs / "server.log", "w"), stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        started.append(server)
+        api = Api(env["PREFECT_API_URL"])
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                api("GET", "/health")
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, (logs / "server.log").read_text()
+                time.sleep(0.5)
+        subprocess.run([*PREFECT, "work-pool", "create", "rayft-process", "--type", "process"], env=env,
+                       check=True, capture_output=True)
+        deployed = subprocess.run([*PREFECT, "--no-prompt", "deploy", "--all"], cwd=ROOT / "deployments",
+                                  env=env, capture_output=True, text=True)
+        assert deployed.returncode == 0, deployed.stdout[-2000:] + deployed.stderr[-2000:]
+        worker = subprocess.Popen([*PREFECT, "worker", "start", "--pool", "rayft-process"], env=env,
+                                  stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        started.append(worker)
+
+        deployment = api("GET", "/deployments/name/rayft-etl/etl")
+        assert [s["active"] for s in deployment["schedules"]] == [False]   # paused by default
+        src, dest = write_transactions(tmp_path / "tx.csv"), tmp_path / "out"
+        policy = write_policy(tmp_path / "p.toml", "max_error_rate = 0.9\n")
+        run = api("POST", f"/deployments/{deployment['id']}/create_flow_run", {"parameters": {
+            "source": str(src), "dest": str(dest), "transform": "tasks.examples:transactions",
+            "policy": str(policy)}})
+        deadline = time.monotonic() + 300
+        while (state := api("GET", f"/flow_runs/{run['id']}")["state"])["type"] not in (
+                "COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            assert time.monotonic() < deadline, (logs / "worker.log").read_text()[-3000:]
+            time.sleep(1)
+        assert state["type"] == "COMPLETED", (logs / "worker.log").read_text()[-3000:]
+
+        history = api("POST", "/flow_runs/filter", {"deployments": {"id": {"any_": [deployment["id"]]}}})
+        assert [r["id"] for r in history] == [run["id"]]
+        artifacts = {a["key"]: a for a in api("POST", "/artifacts/filter",
+                                              {"artifacts": {"flow_run_id": {"any_": [run["id"]]}}})}
+        assert {"rayft-summary", "rayft-error-classes"} <= set(artifacts)
+        summary_md = artifacts["rayft-summary"]["data"]
+        assert "rows_in | 8 |" in summary_md and "rows_written | 3 |" in summary_md
+        assert "rows_quarantined | 5 |" in summary_md
+        latest = api("GET", "/artifacts/rayft-summary/latest")
+        assert latest["flow_run_id"] == run["id"]
+        assert json.loads((dest / "_rayft" / "summary.json").read_text())["flow_run_id"] == run["id"]
+    finally:
+        for proc in reversed(started):
+            stop(proc)
