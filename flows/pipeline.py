@@ -102,6 +102,25 @@ def _run_shards(plan: Plan, job: dict, policy: FaultPolicy, result_dir: Path | N
     return reports, skipped, failed
 
 
+def emit_alerts(summary: dict, policy: FaultPolicy, dest: str) -> list[str]:
+    """Prefect events for automations: error rate past the warning level, circuit breakers tripped."""
+    from prefect.events import emit_event
+    resource = {"prefect.resource.id": f"rayft.dest.{dest}", "prefect.resource.name": dest}
+    figures = {k: summary[k] for k in ("rows_in", "rows_quarantined", "error_rate", "flow_run_id")}
+    emitted = []
+    if summary["error_rate"] > min(policy.warn_error_rate, policy.max_error_rate):
+        emit_event(event="rayft.error-rate.warning", resource=resource, payload={
+            **figures, "warn_error_rate": policy.warn_error_rate, "max_error_rate": policy.max_error_rate})
+        emitted.append("rayft.error-rate.warning")
+    for name, breaker in summary.get("circuit_breakers", {}).items():
+        if breaker["trips"]:
+            emit_event(event="rayft.circuit.tripped", resource=resource, payload={**figures, "circuit": name,
+                                                                                   **breaker})
+            emitted.append("rayft.circuit.tripped")
+    summary["events"] = emitted
+    return emitted
+
+
 @flow(name="rayft-etl", task_runner=task_runner(FaultPolicy()), log_prints=True)
 def etl(source: str, dest: str, transform: str = DEFAULT_TRANSFORM, policy: str | None = None) -> dict:
     """Run TRANSFORM over SOURCE into DEST with row-, retry-, block- and job-level fault tolerance."""
@@ -129,6 +148,7 @@ def etl(source: str, dest: str, transform: str = DEFAULT_TRANSFORM, policy: str 
         published = publish(dest, reports, summary["flow_run_id"], job["schema_ipc"])
         summary["message"] = (f"{summary['rows_written']:,} rows written, {summary['rows_quarantined']:,} "
                               f"quarantined, {summary['rows_dropped']:,} dropped; {len(published)} files published")
+    emit_alerts(summary, pol, dest)
     summary["timings"]["publish"] = round(time.monotonic() - shards_done, 3)
     write_json(join(dest, "_rayft", "summary.json"), summary)
     publish_run_artifacts(summary, reports, pol, dest, resume_hint(source, dest, transform, policy))

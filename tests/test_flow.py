@@ -70,3 +70,51 @@ def test_error_rate_breach_fails_with_failure_state_and_nothing_published(run_fl
     arts = artifacts_of(summary["flow_run_id"])
     failure = arts["rayft-failure-state"].data
     assert "error rate" in failure and "rayft run" in failure and "Resume" in failure
+
+
+def test_error_rate_warning_event_reaches_the_server(run_flow, tmp_path):
+    """The flights-like warning: 5 of 8 rows quarantined is above warn_error_rate, below max_error_rate."""
+    from prefect.events.clients import get_events_subscriber  # noqa: F401 - proves the events API exists
+    src = write_transactions(tmp_path / "tx.csv")
+    state, summary = run_flow(src, tmp_path / "out", "tasks.examples:transactions",
+                              write_policy(tmp_path / "p.toml", LENIENT))
+    assert summary["events"] == ["rayft.error-rate.warning"]
+    import time
+    from prefect.client.orchestration import get_client
+    found = []
+    for _ in range(40):
+        with get_client(sync_client=True) as client:
+            response = client.request("POST", "/events/filter", json={"filter": {
+                "event": {"name": ["rayft.error-rate.warning"]}, "order": "DESC"}, "limit": 50})
+        found = [e for e in response.json()["events"] if e["payload"].get("flow_run_id") == summary["flow_run_id"]]
+        if found:
+            break
+        time.sleep(0.5)
+    assert found and found[0]["payload"]["rows_quarantined"] == 5
+
+
+def test_the_shipped_automation_fires_on_the_warning_event(run_flow, tmp_path):
+    import importlib.util
+    import time
+    from pathlib import Path
+    from prefect.client.orchestration import get_client
+    spec = importlib.util.spec_from_file_location(
+        "automations", Path(__file__).parent.parent / "deployments" / "automations.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    automations = {a.name: a for a in module.create_automations()}
+    warning = automations["rayft: error rate warning"]
+    time.sleep(2)   # let the server's trigger service load the new automation
+    src = write_transactions(tmp_path / "tx.csv")
+    run_flow(src, tmp_path / "out", "tasks.examples:transactions", write_policy(tmp_path / "p.toml", LENIENT))
+    fired = []
+    for _ in range(60):
+        with get_client(sync_client=True) as client:
+            events = client.request("POST", "/events/filter", json={"filter": {
+                "event": {"name": ["prefect.automation.triggered"]},
+                "resource": {"id": [f"prefect.automation.{warning.id}"]}}, "limit": 10}).json()["events"]
+        if events:
+            fired = events
+            break
+        time.sleep(0.5)
+    assert fired, "the automation did not fire"
