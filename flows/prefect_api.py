@@ -18,6 +18,7 @@ def prefect_api() -> Iterator[str]:
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")   # no network here; no noise
     server = SubprocessASGIServer()
     server.start(timeout=120)
     os.environ["PREFECT_API_URL"] = server.api_url

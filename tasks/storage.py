@@ -7,8 +7,10 @@ written last with one atomic put/rename, says which attempt is the committed one
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
+from functools import lru_cache
 from typing import Any, Callable, Iterable
 
 import pyarrow as pa
@@ -31,7 +33,17 @@ def split_uri(uri: str) -> tuple[pafs.FileSystem, str]:
     scheme, _, rest = uri.partition("://")
     if scheme in _FILESYSTEMS:
         return _FILESYSTEMS[scheme](), rest
+    if scheme == "s3" and "?" not in rest:
+        return _s3(os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")), rest
     return pafs.FileSystem.from_uri(uri)
+
+
+@lru_cache(maxsize=4)
+def _s3(endpoint: str | None) -> pafs.S3FileSystem:
+    """Credentials and region from the environment (AWS_*), as boto does; AWS_ENDPOINT_URL honoured
+    (pyarrow itself ignores it) for MinIO, moto or an on-premises S3."""
+    return pafs.S3FileSystem(endpoint_override=endpoint or None,
+                             region=os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION"))
 
 
 def join(base: str, *parts: str) -> str:
@@ -132,7 +144,6 @@ def create_once(uri: str) -> bool:
     fs, path = split_uri(uri)
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     if isinstance(fs, pafs.LocalFileSystem):
-        import os
         try:
             os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
             return True
