@@ -55,6 +55,14 @@ def resume_hint(source: str, dest: str, transform: str, policy: str | None) -> s
     return f"rayft run {source} {dest} --transform {transform}" + (f" --policy {policy}" if policy else "")
 
 
+def _near_the_driver():
+    """Shard coordinators are light: keep them on the driver's node (soft), so that losing a worker node
+    costs only Ray retries of its block tasks, never a coordinator with its Prefect retry loop."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    return NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=True)
+
+
 def _run_shards(plan: Plan, job: dict, policy: FaultPolicy, result_dir: Path | None):
     """Submit shard tasks, at most max_concurrent_shards at a time; return reports, skipped, failures."""
     logger = get_run_logger()
@@ -77,7 +85,7 @@ def _run_shards(plan: Plan, job: dict, policy: FaultPolicy, result_dir: Path | N
             reports.append(report)
             skipped += 1
             progress.advance()
-    with remote_options(**SHARD_REMOTE_OPTIONS):
+    with remote_options(**SHARD_REMOTE_OPTIONS, scheduling_strategy=_near_the_driver()):
         while pending or running:
             while pending and len(running) < policy.max_concurrent_shards:
                 shard = pending.pop(0)

@@ -7,19 +7,22 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
 
-class CliProcess:
-    def __init__(self, *args: str, env: dict | None = None) -> None:
+class MarkedProcess:
+    """A process group of ours; everything it starts (Ray, servers) inherits a unique mark."""
+
+    def __init__(self, argv: list[str], env: dict | None = None, keep_api_url: bool = False) -> None:
         self.mark = uuid.uuid4().hex
         self.ray_tmp = tempfile.mkdtemp(prefix="rft", dir="/tmp")   # short: Ray's socket paths
-        environ = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-        environ.update(env or {}, RAYFT_TEST_MARK=self.mark, RAY_TMPDIR=self.ray_tmp)
-        self.proc = subprocess.Popen([sys.executable, "-m", "flows.cli", *args], env=environ,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     start_new_session=True)
+        environ = {k: v for k, v in os.environ.items() if keep_api_url or k != "PREFECT_API_URL"}
+        environ.update(RAYFT_TEST_MARK=self.mark, RAY_TMPDIR=self.ray_tmp)
+        environ.update(env or {})
+        self.proc = subprocess.Popen(argv, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, start_new_session=True)
 
     def descendants(self) -> list[int]:
         """Every process that carries this run's mark in its environment (Ray, the Prefect server, ...)."""
@@ -28,7 +31,8 @@ class CliProcess:
             if not entry.name.isdigit():
                 continue
             try:
-                if f"RAYFT_TEST_MARK={self.mark}".encode() in (entry / "environ").read_bytes():
+                if (f"RAYFT_TEST_MARK={self.mark}".encode() in (entry / "environ").read_bytes()
+                        and (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"):
                     found.append(int(entry.name))
             except OSError:
                 continue
@@ -40,14 +44,23 @@ class CliProcess:
         except ProcessLookupError:
             pass
         self.proc.wait(timeout=30)
-        for pid in self.descendants():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        for _ in range(50):   # processes that left the group (Ray daemons): by pid, until none is alive
+            left = self.descendants()
+            if not left:
+                break
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.2)
 
     def wait(self, timeout: float = 600) -> tuple[int, str, str]:
         out, err = self.proc.communicate(timeout=timeout)
-        for pid in self.descendants():   # nothing of ours may outlive the run
-            os.kill(pid, signal.SIGKILL)
+        self.kill_all()   # nothing of ours may outlive the run
         return self.proc.returncode, out, err
+
+
+class CliProcess(MarkedProcess):
+    def __init__(self, *args: str, env: dict | None = None) -> None:
+        super().__init__([sys.executable, "-m", "flows.cli", *args], env)
