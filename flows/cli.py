@@ -138,6 +138,20 @@ def report(dest: str, as_json: bool) -> int:
     return EXIT_OK if summary.get("status") == "completed" else EXIT_FAILED
 
 
+def serve(cron: str | None) -> int:
+    """Serve the etl and replay flows from this process: runs triggered in the UI or API execute here."""
+    from prefect import serve as prefect_serve
+    from flows.prefect_api import prefect_api
+    from flows.pipeline import etl
+    from flows.replay import replay_flow
+    with prefect_api() as url:
+        print(f"rayft: serving rayft-etl/etl and rayft-replay/replay on {url} (Ctrl-C stops)", file=sys.stderr)
+        prefect_serve(etl.to_deployment("etl", cron=cron, paused=True if cron else None,
+                                        parameters={"transform": DEMO_TRANSFORM}),
+                      replay_flow.to_deployment("replay"))
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rayft", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -158,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("dest")
     replay.add_argument("--transform", default="tasks.examples:passthrough")
     replay.add_argument("--json", action="store_true")
+    srv = sub.add_parser("serve", help="serve the flows as deployments from this process (one machine)")
+    srv.add_argument("--cron", help="schedule for the etl deployment (created paused)")
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
@@ -168,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_job(demo_source(), args.dest, DEMO_TRANSFORM, args.policy, args.json)
     if args.command == "report":
         return report(args.dest, args.json)
+    if args.command == "serve":
+        return serve(args.cron)
     from flows.replay import replay as run_replay
     return run_replay(args.dest, args.transform, args.json)
 

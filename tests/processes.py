@@ -64,3 +64,56 @@ class MarkedProcess:
 class CliProcess(MarkedProcess):
     def __init__(self, *args: str, env: dict | None = None) -> None:
         super().__init__([sys.executable, "-m", "flows.cli", *args], env)
+
+
+class PrefectServer:
+    """`prefect server start` on a free loopback port with its own PREFECT_HOME (UI included)."""
+
+    def __init__(self, home: Path, extra_env: dict | None = None) -> None:
+        import socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        api = f"http://127.0.0.1:{self.port}/api"
+        # The UI calls the API at PREFECT_UI_API_URL (default port 4200), not at the port it serves on.
+        self.env.update(PREFECT_HOME=str(home), PREFECT_API_URL=api, PREFECT_UI_API_URL=api,
+                        PREFECT_SERVER_ANALYTICS_ENABLED="false", **(extra_env or {}))
+        home.mkdir(parents=True, exist_ok=True)
+        self.log = home / "server.log"
+        self.proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                                      "--port", str(self.port)], env=self.env, stdout=open(self.log, "w"),
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    @property
+    def api_url(self) -> str:
+        return self.env["PREFECT_API_URL"]
+
+    def wait_healthy(self, timeout: float = 180) -> None:
+        import urllib.request
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(self.api_url + "/health", timeout=2)
+                return
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(self.log.read_text()[-3000:])
+                time.sleep(0.5)
+
+    def stop(self) -> None:
+        stop_group(self.proc)
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """SIGINT (Prefect's clean stop), then the process group we created."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

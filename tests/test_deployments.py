@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,15 +13,10 @@ from pathlib import Path
 import pytest
 
 from helpers import write_policy, write_transactions
+from processes import PrefectServer, stop_group
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFECT = [sys.executable, "-m", "prefect"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Api:
@@ -38,43 +31,16 @@ class Api:
             return json.loads(response.read() or b"null")
 
 
-def stop(proc: subprocess.Popen) -> None:
-    """SIGINT (Prefect's clean stop), then the process group this test created."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
 @pytest.mark.slow
 def test_deploy_trigger_over_rest_and_read_history_back(tmp_path):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(tmp_path / "home"), PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
-               PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    server = PrefectServer(tmp_path / "home")
+    env = server.env
     logs = tmp_path / "logs"
     logs.mkdir()
-    started = []
+    started = [server.proc]
     try:
-        server = subprocess.Popen([*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                                  env=env, stdout=open(logs / "server.log", "w"), stderr=subprocess.STDOUT,
-                                  start_new_session=True)
-        started.append(server)
-        api = Api(env["PREFECT_API_URL"])
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                api("GET", "/health")
-                break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, (logs / "server.log").read_text()
-                time.sleep(0.5)
+        server.wait_healthy()
+        api = Api(server.api_url)
         subprocess.run([*PREFECT, "work-pool", "create", "rayft-process", "--type", "process"], env=env,
                        check=True, capture_output=True)
         deployed = subprocess.run([*PREFECT, "--no-prompt", "deploy", "--all"], cwd=ROOT / "deployments",
@@ -112,4 +78,4 @@ def test_deploy_trigger_over_rest_and_read_history_back(tmp_path):
         assert json.loads((dest / "_rayft" / "summary.json").read_text())["flow_run_id"] == run["id"]
     finally:
         for proc in reversed(started):
-            stop(proc)
+            stop_group(proc)

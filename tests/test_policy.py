@@ -50,3 +50,20 @@ def test_policy_block_round_trip(prefect_api):
     assert loaded.max_error_rate == 0.2 and loaded.retry_exceptions == ["TimeoutError"]
     with pytest.raises(PolicyError, match="no-such-policy"):
         load_policy("no-such-policy")
+
+
+def test_block_type_registers_for_the_ui_catalogue(prefect_api):
+    import os
+    import subprocess
+    import sys
+    from prefect.client.orchestration import get_client
+    env = {**os.environ, "PREFECT_API_URL": prefect_api}
+    result = subprocess.run([sys.executable, "-m", "prefect", "block", "register", "-m", "blocks.policy"],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    with get_client(sync_client=True) as client:
+        block_type = client.read_block_type_by_slug("rayft-policy")
+        schema = client.get_most_recent_block_schema_for_block_type(block_type.id)
+    assert block_type.name == "Ray FT Policy"
+    fields = schema.fields["properties"]
+    assert "max_errored_blocks" in fields and "Default 0" in fields["max_errored_blocks"]["description"]
