@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import ray
 from ray.data import ActorPoolStrategy, DataContext
 
 from blocks.policy import ROW_ACTIONS_FIELDS, FaultPolicy

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -117,3 +118,16 @@ def stop_group(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def run_transactions_against(api_url: str, folder: Path) -> dict:
+    """`rayft run` of the messy transactions example, recorded on the Prefect API at api_url."""
+    from helpers import write_policy, write_transactions
+    src = write_transactions(folder / "tx.csv")
+    policy = write_policy(folder / "p.toml", "max_error_rate = 0.9\n")
+    code, out, err = MarkedProcess(
+        [sys.executable, "-m", "flows.cli", "run", str(src), str(folder / "out"), "--transform",
+         "tasks.examples:transactions", "--policy", str(policy), "--json"],
+        env={"PREFECT_API_URL": api_url}, keep_api_url=True).wait()
+    assert code == 0, err[-3000:]
+    return json.loads(out)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 

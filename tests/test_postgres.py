@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from helpers import write_policy, write_transactions
-from processes import MarkedProcess, PrefectServer
+from processes import PrefectServer, run_transactions_against
 from test_deployments import Api
 
 PG_BINS = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
@@ -61,14 +58,7 @@ def test_a_flow_runs_through_prefect_on_postgresql(postgres, tmp_path):
     server = PrefectServer(tmp_path / "home", {"PREFECT_API_DATABASE_CONNECTION_URL": url})
     try:
         server.wait_healthy()
-        src = write_transactions(tmp_path / "tx.csv")
-        policy = write_policy(tmp_path / "p.toml", "max_error_rate = 0.9\n")
-        code, out, err = MarkedProcess(
-            [sys.executable, "-m", "flows.cli", "run", str(src), str(tmp_path / "out"), "--transform",
-             "tasks.examples:transactions", "--policy", str(policy), "--json"],
-            env={"PREFECT_API_URL": server.api_url}, keep_api_url=True).wait()
-        assert code == 0, err[-3000:]
-        summary = json.loads(out)
+        summary = run_transactions_against(server.api_url, tmp_path)
         run = Api(server.api_url)("GET", f"/flow_runs/{summary['flow_run_id']}")
         assert run["state"]["type"] == "COMPLETED"
     finally:

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 
 from blocks.policy import FaultPolicy
 from flows.planning import plan_job
-from helpers import TRANSACTIONS, write_transactions
+from helpers import write_transactions
 from tasks.reading import read_block
 
 

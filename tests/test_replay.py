@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from prefect.client.orchestration import get_client
 
 from flows.replay import replay_flow
 from helpers import EXPECTED_WRITTEN_IDS, read_dir, write_policy, write_transactions

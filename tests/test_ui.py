@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
-from helpers import write_policy, write_transactions
-from processes import MarkedProcess, PrefectServer
+from processes import PrefectServer, run_transactions_against
 from test_deployments import Api
 
 CHROMIUM = shutil.which("chromium")
@@ -24,14 +21,7 @@ def test_ui_shows_the_finished_run_and_its_summary_artifact(tmp_path):
     server = PrefectServer(tmp_path / "home")   # the real server: it serves the UI
     try:
         server.wait_healthy()
-        src = write_transactions(tmp_path / "tx.csv")
-        policy = write_policy(tmp_path / "p.toml", "max_error_rate = 0.9\n")
-        code, out, err = MarkedProcess(
-            [sys.executable, "-m", "flows.cli", "run", str(src), str(tmp_path / "out"), "--transform",
-             "tasks.examples:transactions", "--policy", str(policy), "--json"],
-            env={"PREFECT_API_URL": server.api_url}, keep_api_url=True).wait()
-        assert code == 0, err[-3000:]
-        summary = json.loads(out)
+        summary = run_transactions_against(server.api_url, tmp_path)
         artifacts = Api(server.api_url)("POST", "/artifacts/filter", {"artifacts": {
             "flow_run_id": {"any_": [summary["flow_run_id"]]}, "key": {"any_": ["rayft-summary"]}}})
         [artifact_id] = [a["id"] for a in artifacts]
