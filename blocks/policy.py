@@ -141,6 +141,11 @@ class FaultPolicy(Block):
         False, description="The first block of the run writes half its data file, then kills its worker, "
         "once per run. Default false.")
 
+    s3_credentials: str | None = Field(
+        None, description="Name of a saved S3Credentials Block for s3:// SOURCE and DEST; the secret "
+        "travels to Ray workers inside the job, never in logs, artifacts or the environment. Default: "
+        "credentials from the environment (AWS_*).")
+
     # Artifacts
     sample_rows: int = Field(
         5, ge=0, le=50, description="Sample quarantined rows per error class shown in artifacts. Default 5.")

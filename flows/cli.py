@@ -94,27 +94,33 @@ def run_job(source: str, dest: str, transform: str, policy_arg: str | None, as_j
     from flows.planning import SourceError, list_source_files
 
     is_file = policy_arg and (Path(policy_arg).suffix in (".toml", ".json") or Path(policy_arg).exists())
+    source_path = (source if "://" in source else str(Path(source).expanduser().resolve())
+                   if not any(c in source for c in "*?[") else os.path.abspath(source))
     try:
         policy = load_policy(policy_arg if is_file else None)
-        list_source_files(source if "://" in source else str(Path(source).expanduser().resolve())
-                          if not any(c in source for c in "*?[") else os.path.abspath(source))
+        if not policy.s3_credentials:
+            list_source_files(source_path)
         _check_dest(dest)
         _check_transform(transform)
     except (PolicyError, SourceError, UsageError) as exc:
         print(f"rayft: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
-    from flows.pipeline import etl, normalize, task_runner
+    from flows.pipeline import etl, normalize, s3_options, task_runner
     from flows.prefect_api import prefect_api
-    from tasks.storage import join, read_json
+    from tasks.storage import configure_s3, join, read_json
 
     with _stdout_to_stderr(as_json), prefect_api():
-        if policy_arg and not is_file:   # a saved Block: needs the API, still checked before any work
-            try:
+        # Saved Blocks (a policy, S3 credentials) need the API: still checked before any work.
+        try:
+            if policy_arg and not is_file:
                 policy = load_policy(policy_arg)
-            except PolicyError as exc:
-                print(f"rayft: {exc}", file=sys.stderr)
-                return EXIT_USAGE
+            if policy.s3_credentials:
+                configure_s3(s3_options(policy))
+                list_source_files(source_path)
+        except (PolicyError, SourceError, ValueError) as exc:
+            print(f"rayft: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         state = etl.with_options(task_runner=task_runner(policy))(
             source=source, dest=dest, transform=transform, policy=policy_arg, return_state=True)
     summary = read_json(join(normalize(dest), "_rayft", "summary.json"))

@@ -24,7 +24,7 @@ from flows.planning import Plan, plan_job
 from flows.publish import files_present, publish
 from flows.summary import failure_reason, summarize
 from tasks.shard import run_shard, shard_key, transform_fingerprint
-from tasks.storage import join, write_json
+from tasks.storage import configure_s3, join, write_json
 
 DEFAULT_TRANSFORM = "tasks.examples:passthrough"
 PASSED_ENV = ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_API_AUTH_STRING", "AWS_ACCESS_KEY_ID",
@@ -110,6 +110,13 @@ def _run_shards(plan: Plan, job: dict, policy: FaultPolicy, result_dir: Path | N
     return reports, skipped, failed
 
 
+def s3_options(policy: FaultPolicy):
+    if not policy.s3_credentials:
+        return None
+    from blocks.s3 import S3Credentials
+    return S3Credentials.load(policy.s3_credentials).options()
+
+
 def emit_alerts(summary: dict, policy: FaultPolicy, dest: str) -> list[str]:
     """Prefect events for automations: error rate past the warning level, circuit breakers tripped."""
     from prefect.events import emit_event
@@ -136,11 +143,14 @@ def etl(source: str, dest: str, transform: str = DEFAULT_TRANSFORM, policy: str 
     started = time.monotonic()
     pol = load_policy(policy)
     source, dest = normalize(source), normalize(dest)
+    s3 = s3_options(pol)
+    configure_s3(s3)
     plan = plan_job(source, pol)
     logger.info("planned %d shards, %d blocks over %d files", len(plan.shards), plan.blocks_total, len(plan.files))
     job = {"transform": transform, "transform_fingerprint": transform_fingerprint(transform),
            "policy_json": pol.to_json(), "policy_fingerprint": pol.fingerprint(), "dest": dest,
-           "schema_ipc": _schema_ipc(plan.schema if plan.files[0]["format"] != "parquet" else None)}
+           "schema_ipc": _schema_ipc(plan.schema if plan.files[0]["format"] != "parquet" else None),
+           "s3": s3}
     result_dir = Path(dest) / "_rayft" / "results" if "://" not in dest else None
     planned = time.monotonic()
     reports, skipped, failed = _run_shards(plan, job, pol, result_dir)

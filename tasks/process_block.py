@@ -10,7 +10,7 @@ import importlib
 import json
 import traceback
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -23,7 +23,7 @@ from tasks.errors import ERROR_COLUMNS, describe
 from tasks.guard import guard
 from tasks.reading import BlockData, read_block
 from tasks.rules import RowRules
-from tasks.storage import join, with_io_retries, write_json, write_parquet
+from tasks.storage import configure_s3, join, with_io_retries, write_json, write_parquet
 
 
 def load_transform(spec: str):
@@ -45,6 +45,7 @@ class BlockJob:
     attempt_dir: str             # DEST/_rayft/shards/<shard>/<key>/<attempt>
     text_source: bool            # quarantine keeps text-file columns as strings
     fault_dir: str = ""          # markers of injected faults, one folder per flow run
+    s3: tuple | None = field(default=None, repr=False)   # S3Credentials options; never printed
 
     @property
     def schema(self) -> pa.Schema | None:
@@ -91,6 +92,7 @@ def quarantine_table(data: BlockData, source: str, rows: np.ndarray, errors: pd.
 def process_block(block: dict, job: BlockJob) -> dict:
     """Read, guard, write one block; return its report. System errors are recorded, then re-raised."""
     rules = job.rules
+    configure_s3(job.s3)
     name = f"{block['index']:05d}"
     write_json(join(job.attempt_dir, "attempts", f"{name}-{uuid.uuid4().hex[:8]}.json"), {})
     try:

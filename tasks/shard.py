@@ -30,7 +30,7 @@ from blocks.runtime import apply_to_data_context, map_batches_args, row_rules
 from tasks.errors import DROPPED_BLOCK
 from tasks.process_block import BlockJob, BlockMapper, load_transform, map_blocks, quarantine_table
 from tasks.reading import BlockData, ParseReject, read_bytes, read_block
-from tasks.storage import (delete_dir, join, list_dirs, list_files, read_json, remove_file, write_json,
+from tasks.storage import (configure_s3, delete_dir, join, list_dirs, list_files, read_json, remove_file, write_json,
                            write_parquet)
 
 
@@ -94,13 +94,14 @@ def _dropped_block(block: dict, job: BlockJob, error: dict | None) -> tuple[dict
 def run_shard(shard: dict, job: dict) -> dict:
     """Process and commit one shard; return its report (the ledger of its blocks)."""
     started = time.time()
+    configure_s3(job.get("s3"))
     policy = FaultPolicy.from_json(job["policy_json"])
     key = shard_key(shard, job)
     shard_dir = join(job["dest"], "_rayft", "shards", shard["id"], key[6:22])
     attempt = uuid.uuid4().hex[:12]
     block_job = BlockJob(job["transform"], row_rules(policy), job.get("schema_ipc"),
                          join(shard_dir, attempt), shard["format"] != "parquet",
-                         join(job["dest"], "_rayft", "faults", str(flow_run.id)))
+                         join(job["dest"], "_rayft", "faults", str(flow_run.id)), job.get("s3"))
     apply_to_data_context(policy)   # before the Dataset exists: Ray copies the context at creation
     items = [{"block": json.dumps(b)} for b in shard["blocks"]]
     ds = ray.data.from_items(items, override_num_blocks=len(items))

@@ -34,14 +34,26 @@ def split_uri(uri: str) -> tuple[pafs.FileSystem, str]:
     if scheme in _FILESYSTEMS:
         return _FILESYSTEMS[scheme](), rest
     if scheme == "s3" and "?" not in rest:
-        return _s3(os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")), rest
+        return _s3(_S3_OPTIONS or None), rest
     return pafs.FileSystem.from_uri(uri)
 
 
+_S3_OPTIONS: tuple[tuple[str, str | None], ...] = ()
+
+
+def configure_s3(options: tuple[tuple[str, str | None], ...] | None) -> None:
+    """Use these S3 options (from an S3Credentials Block) in this process instead of the environment."""
+    global _S3_OPTIONS
+    _S3_OPTIONS = tuple(options or ())
+
+
 @lru_cache(maxsize=4)
-def _s3(endpoint: str | None) -> pafs.S3FileSystem:
-    """Credentials and region from the environment (AWS_*), as boto does; AWS_ENDPOINT_URL honoured
+def _s3(options: tuple[tuple[str, str | None], ...] | None) -> pafs.S3FileSystem:
+    """From a Block's options, or from the environment (AWS_*) as boto does, AWS_ENDPOINT_URL included
     (pyarrow itself ignores it) for MinIO, moto or an on-premises S3."""
+    if options:
+        return pafs.S3FileSystem(**{k: v for k, v in options if v})
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
     return pafs.S3FileSystem(endpoint_override=endpoint or None,
                              region=os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION"))
 

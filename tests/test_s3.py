@@ -76,3 +76,29 @@ def test_s3_source_and_dest_with_quarantine_and_resume(s3_server, prefect_api):
     for run in (first, second):
         for artifact in artifacts_of(run["flow_run_id"]).values():
             assert SECRET not in json.dumps(artifact.data, default=str)
+
+
+@pytest.mark.slow
+def test_s3_credentials_from_a_block_with_a_secret_field(s3_server, prefect_api, tmp_path):
+    from blocks.s3 import S3Credentials
+    s3 = pafs.S3FileSystem(endpoint_override=s3_server["AWS_ENDPOINT_URL"], access_key="rayft-test",
+                           secret_key=SECRET, region="us-east-1", allow_bucket_creation=True)
+    s3.create_dir("vault")
+    with s3.open_output_stream("vault/in/tx.csv") as f:
+        f.write(TRANSACTIONS)
+    S3Credentials(aws_access_key_id="rayft-test", aws_secret_access_key=SECRET, region_name="us-east-1",
+                  endpoint_url=s3_server["AWS_ENDPOINT_URL"]).save("lake-test", overwrite=True)
+    policy = tmp_path / "p.toml"
+    policy.write_text('max_error_rate = 0.9\ns3_credentials = "lake-test"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}   # nothing in the environment
+    env["PREFECT_API_URL"] = prefect_api
+    run = subprocess.run([sys.executable, "-m", "flows.cli", "run", "s3://vault/in/tx.csv", "s3://vault/out",
+                          "--transform", "tasks.examples:transactions", "--policy", str(policy), "--json"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert SECRET not in run.stdout + run.stderr
+    summary = json.loads(run.stdout)
+    assert (summary["rows_written"], summary["rows_quarantined"]) == (3, 5)
+    assert s3.get_file_info("vault/out/_rayft/summary.json").type == pafs.FileType.File
+    for artifact in artifacts_of(summary["flow_run_id"]).values():
+        assert SECRET not in json.dumps(artifact.data, default=str)
