@@ -64,8 +64,18 @@ def test_deploy_trigger_over_rest_and_read_history_back(tmp_path):
             time.sleep(1)
         assert state["type"] == "COMPLETED", (logs / "worker.log").read_text()[-3000:]
 
+        # The same deployment triggered from Python: run_deployment waits for the run to finish.
+        from prefect.deployments import run_deployment
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+        with temporary_settings({PREFECT_API_URL: server.api_url}):
+            second = run_deployment("rayft-etl/etl", timeout=300, parameters={
+                "source": str(src), "dest": str(tmp_path / "out2"), "transform": "tasks.examples:transactions",
+                "policy": str(policy)})
+        assert second.state.is_completed(), (logs / "worker.log").read_text()[-3000:]
+
         history = api("POST", "/flow_runs/filter", {"deployments": {"id": {"any_": [deployment["id"]]}}})
-        assert [r["id"] for r in history] == [run["id"]]
+        assert sorted(r["id"] for r in history) == sorted([run["id"], str(second.id)])
+        assert all(r["state"]["type"] == "COMPLETED" for r in history)
         artifacts = {a["key"]: a for a in api("POST", "/artifacts/filter",
                                               {"artifacts": {"flow_run_id": {"any_": [run["id"]]}}})}
         assert {"rayft-summary", "rayft-error-classes"} <= set(artifacts)
@@ -73,7 +83,7 @@ def test_deploy_trigger_over_rest_and_read_history_back(tmp_path):
         assert "rows_in | 8 |" in summary_md and "rows_written | 3 |" in summary_md
         assert "rows_quarantined | 5 |" in summary_md
         latest = api("GET", "/artifacts/rayft-summary/latest")
-        assert latest["flow_run_id"] == run["id"]
+        assert latest["flow_run_id"] == str(second.id)
         assert json.loads((dest / "_rayft" / "summary.json").read_text())["flow_run_id"] == run["id"]
     finally:
         for proc in reversed(started):
