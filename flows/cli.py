@@ -147,14 +147,22 @@ def report(dest: str, as_json: bool) -> int:
 def serve(cron: str | None) -> int:
     """Serve the etl and replay flows from this process: runs triggered in the UI or API execute here."""
     from prefect import serve as prefect_serve
+    from prefect.deployments.runner import EntrypointType
+    from prefect.schedules import Cron
     from flows.prefect_api import prefect_api
     from flows.pipeline import etl
     from flows.replay import replay_flow
     with prefect_api() as url:
         print(f"rayft: serving rayft-etl/etl and rayft-replay/replay on {url} (Ctrl-C stops)", file=sys.stderr)
-        prefect_serve(etl.to_deployment("etl", cron=cron, paused=True if cron else None,
-                                        parameters={"transform": DEMO_TRANSFORM}),
-                      replay_flow.to_deployment("replay"))
+        # The schedule is created inactive (as in deployments/prefect.yaml): a user turns it on in the UI
+        # once source and dest are filled in. `paused=` would pause the whole deployment instead.
+        schedules = [Cron(cron, timezone="UTC", active=False)] if cron else None
+        # Module entrypoints, as in prefect.yaml: loaded by file path, the flow's module would be named
+        # `pipeline`, which Ray workers cannot import when they unpickle a shard task's context.
+        module = EntrypointType.MODULE_PATH
+        prefect_serve(etl.to_deployment("etl", schedules=schedules, parameters={"transform": DEMO_TRANSFORM},
+                                        entrypoint_type=module),
+                      replay_flow.to_deployment("replay", entrypoint_type=module))
     return EXIT_OK
 
 

@@ -6,10 +6,12 @@ import json
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_fixed
 
 from helpers import write_policy, write_transactions
 from processes import PrefectServer, stop_group
@@ -18,10 +20,18 @@ ROOT = Path(__file__).resolve().parent.parent
 PREFECT = [sys.executable, "-m", "prefect"]
 
 
+def _unavailable(exc: BaseException) -> bool:
+    return isinstance(exc, urllib.error.HTTPError) and exc.code == 503
+
+
 class Api:
+    """The Prefect REST API as a user calls it. A server on SQLite answers 503 while its database is
+    busy (several processes write to it here): such calls are retried, nothing else is."""
+
     def __init__(self, url: str) -> None:
         self.url = url
 
+    @retry(retry=retry_if_exception(_unavailable), stop=stop_after_attempt(5), wait=wait_fixed(1), reraise=True)
     def __call__(self, method: str, path: str, body=None):
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.url + path, method=method, data=data,
@@ -88,3 +98,35 @@ def test_deploy_trigger_over_rest_and_read_history_back(tmp_path):
     finally:
         for proc in reversed(started):
             stop_group(proc)
+
+
+@pytest.mark.slow
+def test_rayft_serve_runs_a_triggered_flow_on_one_machine(prefect_api, tmp_path):
+    from processes import MarkedProcess
+    served = MarkedProcess([sys.executable, "-m", "flows.cli", "serve", "--cron", "0 4 * * *"],
+                           env={"PREFECT_API_URL": prefect_api}, keep_api_url=True)
+    try:
+        api = Api(prefect_api)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                deployment = api("GET", "/deployments/name/rayft-etl/etl")
+                break
+            except OSError:
+                assert time.monotonic() < deadline and served.proc.poll() is None, served.proc.stderr.read()
+                time.sleep(1)
+        assert [(s["schedule"]["cron"], s["active"]) for s in deployment["schedules"]] == [("0 4 * * *", False)]
+        src = write_transactions(tmp_path / "tx.csv")
+        policy = write_policy(tmp_path / "p.toml", "max_error_rate = 0.9\n")
+        run = api("POST", f"/deployments/{deployment['id']}/create_flow_run", {"parameters": {
+            "source": str(src), "dest": str(tmp_path / "out"), "transform": "tasks.examples:transactions",
+            "policy": str(policy)}})
+        deadline = time.monotonic() + 300
+        while (state := api("GET", f"/flow_runs/{run['id']}")["state"])["type"] not in (
+                "COMPLETED", "FAILED", "CRASHED"):
+            assert time.monotonic() < deadline
+            time.sleep(1)
+        assert state["type"] == "COMPLETED"
+        assert json.loads((tmp_path / "out" / "_rayft" / "summary.json").read_text())["rows_written"] == 3
+    finally:
+        served.kill_all()
