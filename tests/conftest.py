@@ -34,10 +34,11 @@ def state_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def ray_session(prefect_api, state_dir):
     import ray
+    from blocks.policy import FaultPolicy
+    from blocks.runtime import ray_init_kwargs
     env = {"PREFECT_API_URL": prefect_api, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)]),
            "RAYFT_TEST_STATE": str(state_dir)}
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": env})
+    ray.init(address="local", num_cpus=2, **ray_init_kwargs(FaultPolicy(), env, local=True))
     yield
     ray.shutdown()
 

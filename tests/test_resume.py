@@ -55,8 +55,10 @@ def test_sigkill_at_half_then_resume_gives_exactly_the_uninterrupted_output(run_
     assert code == 0, err[-3000:]
     resumed = json.loads(out)
     assert resumed["shards_skipped"] >= 1 and resumed["shards_done"] == 8
-    # Both cold CLI runs; flow time excludes server and Ray start-up. Half the shards left: clearly less.
-    assert resumed["seconds"] < full["seconds"] * 0.8, (resumed["seconds"], full["seconds"])
+    # Both cold CLI runs. The shards phase excludes the fixed start-up (server, Ray, warm-up), which
+    # both runs pay; with half the shards left it must take clearly less (0.57x measured).
+    assert resumed["timings"]["shards"] < full["timings"]["shards"] * 0.7, (resumed["timings"], full["timings"])
+    assert resumed["timings"]["warmup"] > 0 and full["timings"]["warmup"] > 0
     ids = list(read_dir(dest / "data")["id"])
     assert sorted(ids) == list(range(1600)) and len(ids) == len(set(ids))
     assert_every_visible_file_readable(dest)
