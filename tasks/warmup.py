@@ -23,20 +23,26 @@ import ray
 MAX_BLOCK_WORKERS = 8
 
 
-def _import_everything(transform: str) -> None:
+def _import_everything(transform: str) -> bool:
+    """Returns whether this worker was warm already."""
+    import sys
+    was_warm = "tasks.shard" in sys.modules
     import prefect.task_engine  # noqa: F401 - what a shard task runs in
     import ray.data  # noqa: F401
 
     import tasks.shard  # noqa: F401
     from tasks.process_block import load_transform
     load_transform(transform)
+    return was_warm
 
 
 def _noop(batch: dict) -> dict:
     return batch
 
 
-def _first_dataset(*_imported: None) -> None:
+def _first_dataset(*was_warm: bool) -> None:
+    if all(was_warm):   # a warm pool has run Datasets before
+        return
     from ray.data import DataContext
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = ctx.print_on_execution_start = False
