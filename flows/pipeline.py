@@ -17,7 +17,7 @@ from prefect.runtime import flow_run
 from prefect_ray import RayTaskRunner
 from prefect_ray.context import remote_options
 
-from blocks.policy import FaultPolicy, load_policy
+from blocks.policy import FaultPolicy, PolicyError, load_policy
 from blocks.runtime import SHARD_REMOTE_OPTIONS, ray_init_kwargs, shard_task_options
 from flows.artifacts import Progress, publish_run_artifacts
 from flows.planning import Plan, plan_job
@@ -42,6 +42,19 @@ def task_runner(policy: FaultPolicy) -> RayTaskRunner:
     env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
     address = policy.ray_address or os.environ.get("RAYFT_RAY_ADDRESS") or "local"   # "" = local
     return RayTaskRunner(address=address, init_kwargs=ray_init_kwargs(policy, env, address == "local"))
+
+
+def check_ray_address(policy: FaultPolicy) -> None:
+    """The task runner is chosen before the flow reads its policy: a policy's ray_address that this run's
+    runner does not use is an error, not a silent run on a private local Ray."""
+    from prefect.context import FlowRunContext
+    context = FlowRunContext.get()
+    runner_address = getattr(context.task_runner, "address", None) if context else None
+    if policy.ray_address and policy.ray_address != runner_address:
+        raise PolicyError(
+            f"the policy sets ray_address={policy.ray_address!r}, but this flow run's Ray is "
+            f"{runner_address!r}. `rayft run` applies the policy's address; for a deployment set "
+            f"RAYFT_RAY_ADDRESS={policy.ray_address} in its job variables (deployments/prefect.yaml).")
 
 
 def normalize(location: str) -> str:
@@ -152,6 +165,7 @@ def etl(source: str, dest: str, transform: str = DEFAULT_TRANSFORM, policy: str 
     logger = get_run_logger()
     started = time.monotonic()
     pol = load_policy(policy)
+    check_ray_address(pol)
     source, dest = normalize(source), normalize(dest)
     s3 = s3_options(pol)
     configure_s3(s3)

@@ -117,3 +117,16 @@ def test_the_shipped_automation_fires_on_the_warning_event(run_flow, tmp_path):
             break
         time.sleep(0.5)
     assert fired, "the automation did not fire"
+
+
+def test_a_policy_ray_address_this_run_does_not_use_fails_before_any_work(run_flow, tmp_path):
+    """A deployment's Ray is chosen before the policy is read: say so instead of running locally."""
+    import pytest
+    from blocks.policy import PolicyError
+    src = write_transactions(tmp_path / "tx.csv")
+    state, summary = run_flow(src, tmp_path / "out", "tasks.examples:transactions",
+                              write_policy(tmp_path / "p.toml", 'ray_address = "10.9.8.7:6379"\n'))
+    assert state.is_failed() and summary is None
+    with pytest.raises(PolicyError, match="RAYFT_RAY_ADDRESS=10.9.8.7:6379"):
+        state.result()
+    assert not (tmp_path / "out").exists()
