@@ -113,6 +113,7 @@ class Progress:
         self.id = create_progress_artifact(progress=0.0, key="rayft-progress",
                                            description="Shards committed")
 
-    def advance(self) -> None:
-        self.done += 1
-        update_progress_artifact(self.id, progress=100.0 * self.done / self.total)
+    def advance(self, shards: int = 1) -> None:
+        if shards:
+            self.done += shards
+            update_progress_artifact(self.id, progress=100.0 * self.done / self.total)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 from prefect import flow, get_run_logger
 from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.runtime import flow_run
 from prefect_ray import RayTaskRunner
 from prefect_ray.context import remote_options
@@ -28,6 +29,7 @@ from tasks.storage import configure_s3, join, write_json
 from tasks.warmup import cancel_warmup, finish_warmup, start_warmup
 
 DEFAULT_TRANSFORM = "tasks.examples:passthrough"
+RESOLVE_THREADS = 8
 PASSED_ENV = ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_API_AUTH_STRING", "AWS_ACCESS_KEY_ID",
               "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL",
               "RAYFT_FAULTS")
@@ -86,21 +88,27 @@ def _shard_task(policy: FaultPolicy, result_dir: Path | None):
     return run_shard.with_options(**options)
 
 
-def _resolve_committed(plan: Plan, job: dict, shard_task, result_dir: Path | None, progress: Progress):
-    """Shards whose result Prefect already persisted, resolved here in the flow's process: the task call
-    is Prefect's own cache hit (state Cached) and costs no Ray worker. Returns (reports, pending)."""
-    reports, pending = [], []
-    for shard in plan.shards:
-        if result_dir is not None and (result_dir / shard_key(shard, job)).exists():
-            state = shard_task(shard, job, return_state=True)
-            report = state.result(raise_on_failure=False)
-            if state.is_completed() and report["task_run_id"] != str(state.state_details.task_run_id) \
-                    and files_present(report):
+def _persisted(shard: dict, job: dict, result_dir: Path | None) -> bool:
+    return result_dir is not None and (result_dir / shard_key(shard, job)).exists()
+
+
+def _resolve_committed(shards: list[dict], job: dict, shard_task, progress: Progress):
+    """Shards whose result Prefect persisted before, resolved by Prefect's cache in threads of the flow's
+    process: state Cached, no Ray worker. With 8 threads a shard costs about 7 ms instead of 60 ms one
+    after another, so a resume of 10,000 committed shards starts in about a minute, not ten.
+    Returns (reports, shards that must run after all)."""
+    reports, rerun = [], []
+    with ThreadPoolTaskRunner(max_workers=RESOLVE_THREADS) as runner:
+        futures = [(shard, runner.submit(shard_task, parameters={"shard": shard, "job": job})) for shard in shards]
+        for shard, future in futures:
+            future.wait()
+            report = future.state.result(raise_on_failure=False) if future.state.is_completed() else None
+            if report and report["task_run_id"] != str(future.task_run_id) and files_present(report):
                 reports.append(report)
-                progress.advance()
-                continue
-        pending.append(shard)
-    return reports, pending
+            else:
+                rerun.append(shard)
+    progress.advance(len(reports))
+    return reports, rerun
 
 
 def _run_pending(pending: list[dict], job: dict, policy: FaultPolicy, shard_task, progress: Progress):
@@ -180,13 +188,17 @@ def etl(source: str, dest: str, transform: str = DEFAULT_TRANSFORM, policy: str 
     shard_task = _shard_task(pol, result_dir)
     progress = Progress(len(plan.shards))
     planned = time.monotonic()
-    reports, pending = _resolve_committed(plan, job, shard_task, result_dir, progress)
-    resolved = time.monotonic()
-    if pending:
-        finish_warmup(warming, logger)
+    persisted = [shard for shard in plan.shards if _persisted(shard, job, result_dir)]
+    # Wait for the warm-up before resolving committed shards (on 2 cores they would slow each other),
+    # unless every shard was committed before: then no worker is needed.
+    if len(persisted) == len(plan.shards):
+        cancel_warmup(warming)
     else:
-        cancel_warmup(warming)   # everything was committed before: no worker is needed
+        finish_warmup(warming, logger)
     warmed = time.monotonic()
+    reports, rerun = _resolve_committed(persisted, job, shard_task, progress)
+    resolved = {shard["id"] for shard in persisted} - {shard["id"] for shard in rerun}
+    pending = [shard for shard in plan.shards if shard["id"] not in resolved]
     ran, cached, failed = _run_pending(pending, job, pol, shard_task, progress)
     reports += ran
     shards_done = time.monotonic()
@@ -195,9 +207,9 @@ def etl(source: str, dest: str, transform: str = DEFAULT_TRANSFORM, policy: str 
     summary["flow_run_id"] = str(flow_run.id) if flow_run.id else None
     summary["seconds"] = round(time.monotonic() - started, 3)
     # warmup: the wait for warm Ray workers after planning (fixed start-up, overlapped with planning);
-    # shards: resolving committed shards plus running the others, i.e. the work and its resume cost.
-    summary["timings"] = {"plan": round(planned - started, 3), "warmup": round(warmed - resolved, 3),
-                          "shards": round(shards_done - warmed + resolved - planned, 3)}
+    # shards: resolving committed shards plus running the others: the work and what a resume costs.
+    summary["timings"] = {"plan": round(planned - started, 3), "warmup": round(warmed - planned, 3),
+                          "shards": round(shards_done - warmed, 3)}
     reason = failure_reason(summary, pol)
     if reason:
         summary.update(status="failed", message=reason)
