@@ -20,7 +20,36 @@ def _cap(text: str) -> str:
 
 
 def _redact(row: dict, policy: FaultPolicy) -> dict:
-    return {k: ("***" if k in policy.redact_columns and v is not None else v) for k, v in row.items()}
+    """Named columns become ***. With any column named, so does the raw line (it can hold any column),
+    and the named values are blanked wherever an error message quotes them."""
+    if not policy.redact_columns:
+        return row
+    hidden = [str(row[c]) for c in policy.redact_columns if row.get(c) not in (None, "")]
+    out = {}
+    for key, value in row.items():
+        if value is not None and (key in policy.redact_columns or key == "_raw"):
+            value = "***"
+        elif key == "_error_message" and value:
+            for text in hidden:
+                value = value.replace(text, "***")
+        out[key] = value
+    return out
+
+
+def _cell(value) -> str:
+    return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def samples_markdown(by_class: dict[str, list[dict]]) -> list[str]:
+    """A table of sample quarantined rows per class: the error record first, then the source columns."""
+    lines = []
+    for cls, rows in sorted(by_class.items()):
+        columns = [k for k in SAMPLE_KEYS if k in rows[0]] + [k for k in rows[0] if k not in SAMPLE_KEYS]
+        lines += [f"**{cls}**, first {len(rows)}:", "", "| " + " | ".join(columns) + " |",
+                  "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(_cell(row.get(k)) for k in columns) + " |" for row in rows]
+        lines.append("")
+    return lines
 
 
 def samples(reports: list[dict], policy: FaultPolicy) -> dict[str, list[dict]]:
@@ -34,7 +63,7 @@ def samples(reports: list[dict], policy: FaultPolicy) -> dict[str, list[dict]]:
     return out
 
 
-def summary_markdown(summary: dict, reports: list[dict], dest: str) -> str:
+def summary_markdown(summary: dict, reports: list[dict], dest: str, policy: FaultPolicy) -> str:
     s = summary
     lines = [f"# prefect-ray-ft run: **{s['status']}**", "", s["message"] or "", "",
              f"Destination: `{dest}`", "", "| ledger | rows |", "|---|---:|"]
@@ -55,6 +84,9 @@ def summary_markdown(summary: dict, reports: list[dict], dest: str) -> str:
         d = sum(b.get("rows_dropped", 0) for b in r["blocks"])
         worst = max((b["rows_quarantined"] / b["rows_in"] for b in r["blocks"] if b["rows_in"]), default=0)
         lines.append(f"| {r['shard']} | {rin:,} | {q:,} | {d:,} | {q / rin if rin else 0:.2%} | {worst:.2%} |")
+    by_class = samples(reports, policy)
+    if by_class:
+        lines += ["", "## Sample quarantined rows", ""] + samples_markdown(by_class)
     return _cap("\n".join(lines))
 
 
@@ -96,7 +128,7 @@ def failure_markdown(summary: dict, reports: list[dict], resume_hint: str, polic
 
 def publish_run_artifacts(summary: dict, reports: list[dict], policy: FaultPolicy, dest: str,
                           resume_hint: str) -> None:
-    create_markdown_artifact(key="rayft-summary", markdown=summary_markdown(summary, reports, dest),
+    create_markdown_artifact(key="rayft-summary", markdown=summary_markdown(summary, reports, dest, policy),
                              description=f"prefect-ray-ft summary ({summary['status']})")
     create_table_artifact(key="rayft-error-classes", table=error_table(summary, reports, policy) or
                           [{"error_class": "none", "rows": 0}], description="Quarantined rows by error class")

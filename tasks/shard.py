@@ -28,7 +28,8 @@ from prefect.runtime import flow_run, task_run
 from blocks.policy import FaultPolicy
 from blocks.runtime import apply_to_data_context, map_batches_args, row_rules
 from tasks.errors import DROPPED_BLOCK
-from tasks.process_block import BlockJob, BlockMapper, load_transform, map_blocks, quarantine_table
+from tasks.process_block import (BlockJob, BlockMapper, load_transform, map_blocks, quarantine_table,
+                                 sample_rows)
 from tasks.reading import BlockData, ParseReject, read_bytes, read_block
 from tasks.storage import (configure_s3, delete_dir, join, list_dirs, list_files, read_json, remove_file, write_json,
                            write_parquet)
@@ -87,7 +88,8 @@ def _dropped_block(block: dict, job: BlockJob, error: dict | None) -> tuple[dict
     rows = n + len(data.rejects)
     return {"block": block["index"], "rows_in": rows, "rows_written": 0, "rows_quarantined": 0,
             "rows_dropped": rows, "rows_filtered": 0, "dropped": True, "error": message,
-            "error_classes": [{"values": DROPPED_BLOCK, "counts": rows}] if rows else []}, q
+            "error_classes": [{"values": DROPPED_BLOCK, "counts": rows}] if rows else [],
+            "samples": sample_rows(q, job.rules.sample_rows)}, q
 
 
 @task(name="shard", cache_key_fn=cache_key, persist_result=True, task_run_name="shard-{shard[id]}")

@@ -45,6 +45,7 @@ def test_transactions_rows_isolated_and_artifacts_left(run_flow, tmp_path):
     arts = artifacts_of(summary["flow_run_id"])
     assert {"rayft-summary", "rayft-error-classes", "rayft-progress"} <= set(arts)
     assert "rows_quarantined | 5 |" in arts["rayft-summary"].data
+    assert "| 6,13,40,extra |" in arts["rayft-summary"].data   # a sample row: the ragged line, raw
     assert "rayft-failure-state" not in arts
 
 
