@@ -146,3 +146,11 @@ def lenient_transactions(df):
     from tasks.examples import transactions
     fixed = df.assign(customer_id=df["customer_id"].fillna(999), amount=df["amount"].abs())
     return transactions(fixed)
+
+
+def flaky_message_twice(df):
+    """A RuntimeError (never retried by Ray's retry_exceptions here) on the first two calls of a batch,
+    with a message that a `retried_map_errors` pattern can match."""
+    if _attempt("mapflaky", _batch_key(df)) < 2:
+        raise RuntimeError("flaky upstream (test)")
+    return df.assign(ok=True)

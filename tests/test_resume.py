@@ -88,3 +88,41 @@ def test_a_writer_killed_mid_write_leaves_no_visible_partial_file(run_flow, tmp_
     assert len(list((tmp_path / "out" / "_rayft" / "faults").rglob("killed-mid-write"))) == 1
     assert sorted(read_dir(tmp_path / "out" / "data")["id"]) == list(range(300))
     assert_every_visible_file_readable(tmp_path / "out")
+
+
+def test_the_cache_key_follows_transform_source_policy_and_input(tmp_path, monkeypatch):
+    """An edited transform, a result-relevant policy field or a changed input file makes a new key;
+    an execution knob does not."""
+    import os
+    from blocks.policy import FaultPolicy
+    from flows.planning import plan_job
+    from tasks.shard import shard_key, transform_fingerprint
+    module = tmp_path / "my_rules.py"
+    module.write_text("def clean(df):\n    return df\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    src = write_numbered_files(tmp_path / "in", 1, 10)
+    policy = FaultPolicy()
+
+    def key(shard_policy=policy):
+        plan = plan_job(str(src), policy)
+        job = {"transform": "my_rules:clean", "transform_fingerprint": transform_fingerprint("my_rules:clean"),
+               "policy_fingerprint": shard_policy.fingerprint(), "dest": str(tmp_path / "out")}
+        return shard_key(plan.shards[0], job)
+    first = key()
+    assert key() == first and key(FaultPolicy(max_concurrent_shards=7, shard_retries=5)) == first
+    assert key(FaultPolicy(data_quality="flag")) != first
+    module.write_text("def clean(df):\n    return df.assign(edited=True)\n")
+    edited = key()
+    assert edited != first
+    (src / "file0.csv").write_text("id,value\n" + "".join(f"{i},{i}\n" for i in range(11)))
+    os.utime(src / "file0.csv", ns=(1, 1))
+    assert key() not in (first, edited)
+
+
+def test_a_changed_policy_reruns_committed_shards(run_flow, tmp_path):
+    src = write_numbered_files(tmp_path / "in", 2, 20)
+    dest = tmp_path / "out"
+    runs = [run_flow(src, dest, "tasks.examples:passthrough", policy)[1] for policy in (
+        None, None, write_policy(tmp_path / "p.toml", 'data_quality = "flag"\n'))]
+    assert [r["shards_skipped"] for r in runs] == [0, 2, 0]
+    assert all(r["rows_written"] == 40 for r in runs)

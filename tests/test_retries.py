@@ -33,6 +33,22 @@ def test_transient_errors_are_retried_and_every_row_written_once(run_flow, tmp_p
     assert summary["rows_quarantined"] == 0
 
 
+def test_map_errors_matching_a_pattern_are_retried_inside_the_task(run_flow, tmp_path):
+    """retried_map_errors + max_map_retries: Ray Data calls the map function again in the same task.
+    Nothing else retries a RuntimeError here (not in retry_exceptions, no shard retries)."""
+    src = write_numbered_files(tmp_path / "in", 2, 30)
+    policy = write_policy(tmp_path / "p.toml", FAST + 'max_map_retries = 2\nretried_map_errors = ["flaky upstream"]\n'
+                          "shard_retries = 0\n")
+    state, summary = run_flow(src, tmp_path / "out", "helpers:flaky_message_twice", policy)
+    assert state.is_completed(), summary
+    assert ids_written(tmp_path / "out") == list(range(60))
+    assert summary["retries"] == 4 and summary["rows_quarantined"] == 0   # two more calls per block
+    other = write_numbered_files(tmp_path / "in2", 2, 31)   # fresh batches: their attempts start at 0
+    state, summary = run_flow(other, tmp_path / "again", "helpers:flaky_message_twice",
+                              write_policy(tmp_path / "q.toml", FAST + "shard_retries = 0\n"))
+    assert state.is_failed() and "flaky upstream" in str(summary["shards_failed"])   # no pattern: no retry
+
+
 def test_value_errors_are_not_retried_but_handled_per_row(run_flow, tmp_path):
     src = write_numbered_files(tmp_path / "in", 1, 40)
     policy = write_policy(tmp_path / "p.toml", FAST + "max_error_rate = 1.0\n")
