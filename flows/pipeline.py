@@ -22,7 +22,7 @@ from blocks.policy import FaultPolicy, PolicyError, load_policy
 from blocks.runtime import SHARD_REMOTE_OPTIONS, ray_init_kwargs, shard_task_options
 from flows.artifacts import Progress, publish_run_artifacts
 from flows.planning import Plan, plan_job
-from flows.publish import files_present, publish
+from flows.publish import SchemaConflict, files_present, publish
 from flows.summary import failure_reason, summarize
 from tasks.shard import run_shard, shard_key, transform_fingerprint
 from tasks.storage import configure_s3, join, write_json
@@ -211,10 +211,14 @@ def etl(source: str, dest: str, transform: str = DEFAULT_TRANSFORM, policy: str 
     summary["timings"] = {"plan": round(planned - started, 3), "warmup": round(warmed - planned, 3),
                           "shards": round(shards_done - warmed, 3)}
     reason = failure_reason(summary, pol)
+    if not reason:
+        try:
+            published = publish(dest, reports, summary["flow_run_id"], job["schema_ipc"])
+        except SchemaConflict as exc:   # found before any file is published
+            reason = str(exc)
     if reason:
         summary.update(status="failed", message=reason)
     else:
-        published = publish(dest, reports, summary["flow_run_id"], job["schema_ipc"])
         summary["message"] = (f"{summary['rows_written']:,} rows written, {summary['rows_quarantined']:,} "
                               f"quarantined, {summary['rows_dropped']:,} dropped; {len(published)} files published")
     emit_alerts(summary, pol, dest)

@@ -27,12 +27,13 @@ from prefect.runtime import flow_run
 
 from blocks.policy import FaultPolicy
 from blocks.runtime import row_rules
+from flows.publish import fit_published
 from flows.summary import LEDGER
 from tasks.errors import ERROR_COLUMNS, DROPPED_BLOCK
 from tasks.guard import guard
 from tasks.process_block import load_transform
 from tasks.reading import cast_cells
-from tasks.storage import join, list_files, read_json, split_uri, write_json, write_parquet
+from tasks.storage import join, list_files, read_json, schema_from_text, split_uri, write_json, write_parquet
 
 ERROR_NAMES = ERROR_COLUMNS.names
 
@@ -51,7 +52,8 @@ def _read_schema(dest: str) -> pa.Schema | None:
 
 
 @task(name="replay-file")
-def replay_file(path: str, dest: str, transform: str, policy_json: str, schema_ipc: bytes | None) -> dict:
+def replay_file(path: str, dest: str, transform: str, policy_json: str, schema_ipc: bytes | None,
+                data_schema: str | None = None) -> dict:
     fs, local = split_uri(path)
     with fs.open_input_file(local) as f:
         content = f.read()
@@ -72,8 +74,10 @@ def replay_file(path: str, dest: str, transform: str, policy_json: str, schema_i
     result = guard(load_transform(transform), candidates.to_pandas(), row_rules(policy))
     passed = positions[result.written.index.to_numpy()] if len(result.written) else np.array([], dtype=np.int64)
     if len(result.written):
-        write_parquet(join(dest, "data", f"replay-{stem}-{digest}.parquet"),
-                      pa.Table.from_pandas(result.written, preserve_index=False))
+        written = pa.Table.from_pandas(result.written, preserve_index=False)
+        if data_schema:   # DEST/data keeps one schema (flows.publish)
+            written = fit_published(written, schema_from_text(data_schema))
+        write_parquet(join(dest, "data", f"replay-{stem}-{digest}.parquet"), written)
     # What stays: everything not written or filtered, with the new error where the transform gave one.
     moved = set(int(p) for p in passed)
     filtered = set(int(p) for p in positions) - moved - set(int(positions[i]) for i in result.quarantined.index)
@@ -119,8 +123,10 @@ def replay_flow(dest: str, transform: str, policy: str | None = None) -> dict:
     summary, files = replayable(dest)
     schema = _read_schema(dest)
     pol = load_policy(policy)
+    data_schema = (read_json(join(dest, "_rayft", "manifest.json")) or {}).get("schemas", {}).get("data")
     results = [replay_file(f, dest, transform, pol.to_json(),
-                           schema.serialize().to_pybytes() if schema is not None else None) for f in files]
+                           schema.serialize().to_pybytes() if schema is not None else None, data_schema)
+               for f in files]
     moved = sum(r["moved"] for r in results)
     filtered = sum(r["filtered"] for r in results)
     from_dropped = sum(r["moved_dropped"] for r in results)

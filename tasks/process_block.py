@@ -104,7 +104,8 @@ def process_block(block: dict, job: BlockJob) -> dict:
         result = guard(load_transform(job.transform), df, rules)
         report = {"block": block["index"], "rows_in": data.table.num_rows + len(data.rejects),
                   "rows_written": len(result.written), "rows_filtered": result.filtered,
-                  "rows_quarantined": len(result.quarantined) + len(data.rejects), "files": {}}
+                  "rows_quarantined": len(result.quarantined) + len(data.rejects), "files": {},
+                  "schemas": {}}   # kind -> schema_text of the file written: publish unifies them
         tripped = circuit.delta(breakers, circuit.snapshot())
         if tripped:
             report["circuits"] = tripped
@@ -113,7 +114,7 @@ def process_block(block: dict, job: BlockJob) -> dict:
             table = pa.Table.from_pandas(result.written, preserve_index=False)
             if rules.faults:
                 faults.write_or_die(rules.faults, job.fault_dir, path, b"PAR1" + b"\0" * 4096)
-            write_parquet(path, table)
+            report["schemas"]["data"] = write_parquet(path, table)
             report["files"]["data"] = path
         if report["rows_quarantined"]:
             rows = result.quarantined.index.to_numpy()
@@ -121,7 +122,7 @@ def process_block(block: dict, job: BlockJob) -> dict:
             q = quarantine_table(data, block["path"], rows, errors, job.schema or data.table.schema,
                                  job.text_source)
             path = join(job.attempt_dir, "quarantine", f"{name}.parquet")
-            write_parquet(path, q)
+            report["schemas"]["quarantine"] = write_parquet(path, q)
             report["files"]["quarantine"] = path
             report["error_classes"] = pc.value_counts(q["_error_class"]).to_pylist()
             report["samples"] = sample_rows(q, rules.sample_rows)

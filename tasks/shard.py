@@ -127,11 +127,10 @@ def run_shard(shard: dict, job: dict) -> dict:
         report, q = _dropped_block(block, block_job, error)
         path = join(block_job.attempt_dir, "quarantine", f"{name}.parquet")
         remove_file(join(block_job.attempt_dir, "data", f"{name}.parquet"))  # nothing of it is kept
+        report["files"], report["schemas"] = {}, {}
         if q.num_rows:
-            write_parquet(path, q)
-            report["files"] = {"quarantine": path}
-        else:
-            report["files"] = {}
+            report["schemas"]["quarantine"] = write_parquet(path, q)
+            report["files"]["quarantine"] = path
         blocks_out.append(report)
     attempts = list_files(join(block_job.attempt_dir, "attempts"))
     report = {

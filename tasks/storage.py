@@ -6,6 +6,7 @@ written last with one atomic put/rename, says which attempt is the committed one
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -103,10 +104,35 @@ def read_json(uri: str) -> Any | None:
         return None
 
 
-def write_parquet(uri: str, table: pa.Table) -> None:
+def write_parquet(uri: str, table: pa.Table) -> str:
+    """Write table; return its schema as text (schema_text), which block reports carry."""
     fs, path = split_uri(uri)
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     pq.write_table(table, path, filesystem=fs)
+    return schema_text(table.schema)
+
+
+def write_parquet_atomically(uri: str, table: pa.Table) -> None:
+    """Readers see the old file or the whole new one (a temporary file, then one move)."""
+    tmp = f"{uri}.{uuid.uuid4().hex}.tmp"
+    write_parquet(tmp, table)
+    fs, path = split_uri(uri)
+    fs.move(split_uri(tmp)[1], path)
+
+
+def schema_text(schema: pa.Schema) -> str:
+    """A schema without its (pandas) metadata, as base64 of Arrow IPC: comparable and JSON-safe."""
+    return base64.b64encode(schema.remove_metadata().serialize().to_pybytes()).decode()
+
+
+def schema_from_text(text: str) -> pa.Schema:
+    return pa.ipc.read_schema(pa.BufferReader(base64.b64decode(text)))
+
+
+def read_parquet_schema(uri: str) -> pa.Schema:
+    fs, path = split_uri(uri)
+    with fs.open_input_file(path) as f:
+        return pq.ParquetFile(f).schema_arrow
 
 
 def exists(uri: str) -> bool:

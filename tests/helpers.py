@@ -154,3 +154,23 @@ def flaky_message_twice(df):
     if _attempt("mapflaky", _batch_key(df)) < 2:
         raise RuntimeError("flaky upstream (test)")
     return df.assign(ok=True)
+
+
+def drifting_dtypes(df):
+    """Output dtypes that depend on the batch, as pandas gives them: in the batch of ids 0..99 `score`
+    meets a NaN (float64) and a column `only_first` exists; elsewhere `score` is int64. `note` is all
+    None (no type) in that batch and text elsewhere."""
+    out = df.assign(score=df["id"].astype("int64"))
+    if int(df["id"].iloc[0]) < 100:
+        out["score"] = out["score"].astype("float64")
+        out.loc[out.index[0], "score"] = float("nan")
+        out["only_first"] = "x"
+    out["note"] = pd.Series([f"n{i}" if i >= 100 else None for i in df["id"]], index=df.index, dtype=object)
+    return out
+
+
+def incompatible_dtypes(df):
+    """`code` is an integer in the first file's batch and text in the others: no common type."""
+    if int(df["id"].iloc[0]) < 100:
+        return df.assign(code=df["id"].astype("int64"))
+    return df.assign(code=df["id"].astype(str))

@@ -131,3 +131,26 @@ def test_a_policy_ray_address_this_run_does_not_use_fails_before_any_work(run_fl
     with pytest.raises(PolicyError, match="RAYFT_RAY_ADDRESS=10.9.8.7:6379"):
         state.result()
     assert not (tmp_path / "out").exists()
+
+
+def test_output_dtypes_that_drift_between_blocks_read_back_as_one_table(run_flow, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from helpers import write_numbered_files
+    src = write_numbered_files(tmp_path / "in", 3, 100)   # one block per file
+    state, summary = run_flow(src, tmp_path / "out", "helpers:drifting_dtypes")
+    assert state.is_completed(), summary
+    table = pq.read_table(tmp_path / "out" / "data")   # fails on files of different schemas
+    assert table.num_rows == 300 and table.schema.field("score").type == pa.float64()
+    assert table.schema.field("note").type == pa.string()
+    assert table["only_first"].null_count == 200 and table["note"].null_count == 100
+    assert sorted(table["score"].drop_null().to_pylist()) == list(range(1, 300))
+
+
+def test_output_types_that_cannot_be_unified_fail_before_publishing(run_flow, tmp_path):
+    from helpers import write_numbered_files
+    src = write_numbered_files(tmp_path / "in", 2, 100)
+    state, summary = run_flow(src, tmp_path / "out", "helpers:incompatible_dtypes")
+    assert state.is_failed() and summary["status"] == "failed"
+    assert "cannot share one schema" in summary["message"] and "code" in summary["message"]
+    assert not (tmp_path / "out" / "data").exists()
