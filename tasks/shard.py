@@ -16,6 +16,7 @@ import json
 import sys
 import time
 import uuid
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -132,6 +133,7 @@ def run_shard(shard: dict, job: dict) -> dict:
             report["schemas"]["quarantine"] = write_parquet(path, q)
             report["files"]["quarantine"] = path
         blocks_out.append(report)
+    cap_samples(blocks_out, policy.sample_rows)
     attempts = list_files(join(block_job.attempt_dir, "attempts"))
     report = {
         "shard": shard["id"], "path": shard["path"], "key": key, "attempt": attempt,
@@ -148,6 +150,19 @@ def run_shard(shard: dict, job: dict) -> dict:
         if not old.endswith("/" + attempt):
             delete_dir(old)
     return report
+
+
+def cap_samples(blocks: list[dict], per_class: int) -> None:
+    """Keep sample_rows samples per class for the whole shard: artifacts show no more than that of the
+    whole run, and the flow holds every shard's report (a job can have 100,000 blocks)."""
+    seen: Counter = Counter()
+    for block in blocks:
+        kept = []
+        for row in block.get("samples", []):
+            if seen[row["_error_class"]] < per_class:
+                seen[row["_error_class"]] += 1
+                kept.append(row)
+        block["samples"] = kept
 
 
 def _qualified(cls: type) -> str:

@@ -44,3 +44,14 @@ def test_artifacts_stay_under_the_size_cap():
     assert len(markdown) <= MAX_CHARS + 100 and markdown.endswith("*(truncated)*")   # 5,000 shard rows cut
     failure = failure_markdown(dict(summary, status="failed", message="m"), reports, "rayft run ...", policy)
     assert len(failure) <= MAX_CHARS + 100
+
+
+def test_a_shard_report_keeps_sample_rows_per_class_for_the_whole_shard():
+    from tasks.shard import cap_samples
+    row = {"_error_class": "data_quality", "_line": 0}
+    blocks = [{"samples": [dict(row, _line=10 * b + i) for i in range(5)] + [dict(row, _error_class="business_rule")]}
+              for b in range(4)]
+    cap_samples(blocks, 3)
+    kept = [r for b in blocks for r in b["samples"]]
+    assert [r["_line"] for r in kept if r["_error_class"] == "data_quality"] == [0, 1, 2]
+    assert sum(r["_error_class"] == "business_rule" for r in kept) == 3
