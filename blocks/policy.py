@@ -79,10 +79,12 @@ class FaultPolicy(Block):
         "(bounded by max_task_retries), and the Prefect shard retry condition. Names are builtins or "
         "module.Class. Default [ConnectionError, TimeoutError].")
     max_task_retries: int = Field(
-        3, ge=-1, description="Ray retries of a failed map task (`max_retries` for task pools, "
-        "`max_task_retries` for actor pools). -1 = unlimited (avoid it with retry_exceptions). Default 3.")
+        3, ge=0, description="Ray retries of a failed map task (`max_retries` for task pools, "
+        "`max_task_retries` for actor pools). Always bounded: Ray's -1 would retry a deterministic error "
+        "listed in retry_exceptions forever. Default 3.")
     max_restarts: int = Field(
-        3, ge=-1, description="Ray `max_restarts` of a crashed actor in an actor pool. Default 3.")
+        3, ge=0, description="Ray `max_restarts` of a crashed actor in an actor pool (bounded, like "
+        "max_task_retries). Default 3.")
     max_map_retries: int = Field(
         0, ge=0, description="Ray DataContext `max_map_retries`: retries of the transform inside the same "
         "task for errors matching `retried_map_errors`. Default 0.")

@@ -68,6 +68,8 @@ def _schema_ipc(schema: pa.Schema | None) -> bytes | None:
 
 
 def resume_hint(source: str, dest: str, transform: str, policy: str | None) -> str:
+    if policy and Path(policy).is_file():
+        policy = str(Path(policy).resolve())   # the hint must work from any folder
     return f"rayft run {source} {dest} --transform {transform}" + (f" --policy {policy}" if policy else "")
 
 
@@ -175,6 +177,22 @@ def etl(source: str, dest: str, transform: str = DEFAULT_TRANSFORM, policy: str 
     pol = load_policy(policy)
     check_ray_address(pol)
     source, dest = normalize(source), normalize(dest)
+    hint = resume_hint(source, dest, transform, policy)
+    try:
+        return _run_job(source, dest, transform, pol, hint, started, logger)
+    except JobFailed:
+        raise
+    except Exception as exc:   # an input that cannot be read, an I/O error: still leave the failure state
+        summary = summarize([], 0, 0, {}, 0)
+        summary.update(status="failed", flow_run_id=str(flow_run.id) if flow_run.id else None,
+                       message=f"{type(exc).__name__}: {exc}"[:1000])
+        write_json(join(dest, "_rayft", "summary.json"), summary)
+        publish_run_artifacts(summary, [], pol, dest, hint)
+        raise
+
+
+def _run_job(source: str, dest: str, transform: str, pol: FaultPolicy, hint: str, started: float,
+             logger) -> dict:
     s3 = s3_options(pol)
     configure_s3(s3)
     warming = start_warmup(transform, pol.max_concurrent_shards, **coordinator_options())
@@ -224,7 +242,7 @@ def etl(source: str, dest: str, transform: str = DEFAULT_TRANSFORM, policy: str 
     emit_alerts(summary, pol, dest)
     summary["timings"]["publish"] = round(time.monotonic() - shards_done, 3)
     write_json(join(dest, "_rayft", "summary.json"), summary)
-    publish_run_artifacts(summary, reports, pol, dest, resume_hint(source, dest, transform, policy))
+    publish_run_artifacts(summary, reports, pol, dest, hint)
     logger.info("%s: %s", summary["status"], summary["message"])
     if reason:
         raise JobFailed(reason)

@@ -9,9 +9,9 @@ files are cut by row groups.
 from __future__ import annotations
 
 import fnmatch
-import gzip
 import hashlib
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -87,10 +87,7 @@ def list_source_files(source: str) -> list[tuple[str, pafs.FileInfo]]:
 
 def _head(uri: str, compressed: bool, n: int = SAMPLE_BYTES) -> bytes:
     fs, path = split_uri(uri)
-    with fs.open_input_stream(path) as f:
-        if compressed:
-            with gzip.GzipFile(fileobj=f) as g:
-                return g.read(n)
+    with fs.open_input_stream(path, compression="gzip" if compressed else None) as f:
         return f.read(n)
 
 
@@ -102,21 +99,45 @@ def _text_schema(table: pa.Table) -> pa.Schema:
                                else f.type) for f in table.schema])
 
 
-def infer_schema(uri: str, fmt: str) -> pa.Schema:
+def _jsonl_sample(good: bytes) -> pa.Table:
+    """pyarrow infers JSON types, but refuses a field whose type changes within the sample. Then each
+    field takes the type most of its lines give it; the other lines are quarantined as schema_mismatch
+    when their block is read, as a CSV cell that does not fit its column is."""
+    try:
+        return pajson.read_json(pa.BufferReader(good))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    votes: dict[str, Counter] = {}
+    for line in good.splitlines():
+        for field in pajson.read_json(pa.BufferReader(line)).schema:
+            counter = votes.setdefault(field.name, Counter())
+            if not pa.types.is_null(field.type):
+                counter[field.type] += 1
+    return pa.schema([(name, c.most_common(1)[0][0] if c else pa.null()) for name, c in votes.items()]).empty_table()
+
+
+def infer_schema(uri: str, fmt: str) -> tuple[pa.Schema | None, int]:
+    """The planned column types, from a 1 MiB sample, and the number of rows in the sample (an empty or
+    header-only file has none, and types are taken from a file that has some)."""
+    fs, path = split_uri(uri)
     if fmt == "parquet":
-        fs, path = split_uri(uri)
         with fs.open_input_file(path) as f:
-            return pq.ParquetFile(f).schema_arrow
+            parquet = pq.ParquetFile(f)
+            return parquet.schema_arrow, parquet.metadata.num_rows
     head = _head(uri, uri.endswith(".gz"))
     cut = head[: head.rfind(b"\n") + 1] if len(head) == SAMPLE_BYTES else head
     cut, _, _ = drop_invalid_utf8(cut, 1)   # a bad line must not turn its columns into text
+    if not cut.strip():
+        return None, 0
     if fmt == "csv":
         table = pacsv.read_csv(pa.BufferReader(cut), parse_options=pacsv.ParseOptions(
             invalid_row_handler=lambda row: "skip"))
     else:
         good, _, _ = jsonl_valid_lines(cut, 1)
-        table = pajson.read_json(pa.BufferReader(good))
-    return _text_schema(table)
+        if not good.strip():
+            return None, 0
+        table = _jsonl_sample(good)
+    return _text_schema(table), table.num_rows
 
 
 def _line_cuts(uri: str, start: int, size: int, block_bytes: int) -> list[tuple[int, int, int]]:
@@ -185,8 +206,12 @@ def _read_with_retries(policy: FaultPolicy, uri: str, fn):
 
 def plan_job(source: str, policy: FaultPolicy) -> Plan:
     files = list_source_files(source)
-    first_uri, _ = files[0]
-    schema = _read_with_retries(policy, first_uri, lambda: infer_schema(first_uri, _format_of(first_uri)))
+    schema = None
+    for uri, _ in files:   # the first file with rows gives the types; a header-only one at least names columns
+        found, rows = _read_with_retries(policy, uri, lambda: infer_schema(uri, _format_of(uri)))
+        schema = found if rows or schema is None else schema
+        if rows:
+            break
     shards, described = [], []
     per_shard = max(1, round(policy.shard_bytes / policy.block_bytes))
     for uri, info in files:

@@ -96,6 +96,7 @@ def publish(dest: str, reports: list[dict], flow_run_id: str | None, schema_ipc:
                 remove_file(path)
     if schema_ipc:   # the planned source types, for replaying text-typed quarantine columns
         fs, path = split_uri(join(dest, "_rayft", "schema.arrow"))
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)   # a run without shards has no _rayft yet
         with fs.open_output_stream(path) as f:
             f.write(schema_ipc)
     write_json(join(dest, "_rayft", "manifest.json"), {"flow_run_id": flow_run_id, "files": sorted(wanted),

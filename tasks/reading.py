@@ -7,7 +7,6 @@ header is line 1); for Parquet, `_line` is the 0-based row index in the file.
 
 from __future__ import annotations
 
-import gzip
 import json
 from dataclasses import dataclass, field
 
@@ -56,9 +55,9 @@ class CollectInvalidRows:
 
 def read_bytes(block: dict) -> bytes:
     fs, path = filesystem(block["path"])
-    if block.get("compression") == "gzip":
-        with fs.open_input_stream(path) as f:
-            return gzip.decompress(f.read())[block["start"]:]
+    if block.get("compression") == "gzip":   # pyarrow decompresses the stream
+        with fs.open_input_stream(path, compression="gzip") as f:
+            return f.read()[block["start"]:]
     with fs.open_input_file(path) as f:
         f.seek(block["start"])
         return f.read(block["end"] - block["start"])

@@ -154,3 +154,21 @@ def test_output_types_that_cannot_be_unified_fail_before_publishing(run_flow, tm
     assert state.is_failed() and summary["status"] == "failed"
     assert "cannot share one schema" in summary["message"] and "code" in summary["message"]
     assert not (tmp_path / "out" / "data").exists()
+
+
+def test_an_input_that_cannot_be_read_still_leaves_its_failure_state(run_flow, tmp_path):
+    src = tmp_path / "broken.parquet"
+    src.write_bytes(b"this is not a parquet file")
+    state, summary = run_flow(src, tmp_path / "out")
+    assert state.is_failed() and summary["status"] == "failed"
+    assert "broken.parquet" in summary["message"] and summary["rows_in"] == 0
+    failure = artifacts_of(summary["flow_run_id"])["rayft-failure-state"].data
+    assert "broken.parquet" in failure and "rayft run" in failure
+
+
+def test_a_header_only_input_completes_with_an_empty_ledger(run_flow, tmp_path):
+    src = tmp_path / "h.csv"
+    src.write_text("id,v\n")
+    state, summary = run_flow(src, tmp_path / "out")
+    assert state.is_completed(), summary
+    assert (summary["rows_in"], summary["rows_written"], summary["shards_total"]) == (0, 0, 0)

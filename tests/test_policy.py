@@ -15,6 +15,8 @@ from helpers import write_policy
     ("max_error_rate = 1.5", "max_error_rate"),
     ("bogus = 1", "bogus"),
     ('data_quality = "ignore"', "data_quality"),
+    ("max_task_retries = -1", "max_task_retries"),   # unbounded retries are not allowed
+    ("max_restarts = -1", "max_restarts"),
 ])
 def test_bad_policy_files_name_the_field(tmp_path, text, field):
     with pytest.raises(PolicyError, match=field) as info:

@@ -76,3 +76,31 @@ def test_blocks_cover_every_line_exactly_once(tmp_path):
     assert lines == [i + 2 for i in range(5000)]
     again = plan_job(str(p), FaultPolicy(block_bytes=4096, shard_bytes=16384))
     assert [s["id"] for s in again.shards] == [s["id"] for s in plan.shards]
+
+
+def test_a_gzipped_csv_is_one_block_with_its_lines(tmp_path):
+    import gzip
+    p = tmp_path / "t.csv.gz"
+    p.write_bytes(gzip.compress(b"id,v\n1,2\n3,4,5\n6,7\n"))
+    data, plan = only_block(p)
+    assert plan.schema.field("id").type == pa.int64()
+    assert data.table["id"].to_pylist() == [1, 6] and list(data.lines) == [2, 4]
+    assert [(r.line, r.raw) for r in data.rejects] == [(3, "3,4,5")]
+
+
+def test_empty_and_header_only_files_neither_break_nor_type_the_plan(tmp_path):
+    (tmp_path / "a_empty.csv").write_bytes(b"")
+    (tmp_path / "b_header.csv").write_text("id,v\n")
+    (tmp_path / "c_data.csv").write_text("id,v\n1,2\n3,4\n")
+    plan = plan_job(str(tmp_path), FaultPolicy())
+    assert plan.schema.field("id").type == pa.int64()   # from the file with rows, not the header-only one
+    assert [s["path"].rsplit("/", 1)[1] for s in plan.shards] == ["c_data.csv"]
+
+
+def test_a_jsonl_field_whose_type_changes_in_the_sample_takes_the_majority_type(tmp_path):
+    p = tmp_path / "t.jsonl"
+    p.write_text('{"id": 1}\n{"id": "x"}\n{"id": 3}\n')
+    data, plan = only_block(p)
+    assert plan.schema.field("id").type == pa.int64()
+    assert data.table["id"].to_pylist() == [1, 3] and list(data.lines) == [1, 3]
+    assert [(r.line, r.error_class) for r in data.rejects] == [(2, "schema_mismatch")]
