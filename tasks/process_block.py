@@ -94,10 +94,11 @@ def process_block(block: dict, job: BlockJob) -> dict:
     rules = job.rules
     configure_s3(job.s3)
     name = f"{block['index']:05d}"
-    write_json(join(job.attempt_dir, "attempts", f"{name}-{uuid.uuid4().hex[:8]}.json"), {})
+    attempt_file = join(job.attempt_dir, "attempts", f"{name}-{uuid.uuid4().hex[:8]}.json")
+    write_json(attempt_file, {})
+    breakers = circuit.snapshot()
     try:
         faults.inject(rules.faults, job.fault_dir)
-        breakers = circuit.snapshot()
         data = with_io_retries(list(rules.io_error_patterns), rules.io_retry_attempts,
                                lambda: read_block(block, job.schema))
         df = data.table.to_pandas()
@@ -112,8 +113,7 @@ def process_block(block: dict, job: BlockJob) -> dict:
         if len(result.written):
             path = join(job.attempt_dir, "data", f"{name}.parquet")
             table = pa.Table.from_pandas(result.written, preserve_index=False)
-            if rules.faults:
-                faults.write_or_die(rules.faults, job.fault_dir, path, b"PAR1" + b"\0" * 4096)
+            faults.write_or_die(rules.faults, job.fault_dir, path, b"PAR1" + b"\0" * 4096)
             report["schemas"]["data"] = write_parquet(path, table)
             report["files"]["data"] = path
         if report["rows_quarantined"]:
@@ -133,6 +133,9 @@ def process_block(block: dict, job: BlockJob) -> dict:
             "block": block["index"], "error_type": error_type, "message": message,
             "classes": [f"{c.__module__}.{c.__qualname__}" for c in type(exc).__mro__],
             "traceback": traceback.format_exc()[-4000:]})
+        tripped = circuit.delta(breakers, circuit.snapshot())
+        if tripped:   # a breaker trips on the attempt that fails: the shard adds this to the block's report
+            write_json(attempt_file, {"circuits": tripped})
         raise
 
 

@@ -135,6 +135,7 @@ def run_shard(shard: dict, job: dict) -> dict:
         blocks_out.append(report)
     cap_samples(blocks_out, policy.sample_rows)
     attempts = list_files(join(block_job.attempt_dir, "attempts"))
+    add_failed_attempt_circuits(blocks_out, attempts)
     report = {
         "shard": shard["id"], "path": shard["path"], "key": key, "attempt": attempt,
         "task_run_id": str(task_run.id),
@@ -163,6 +164,27 @@ def cap_samples(blocks: list[dict], per_class: int) -> None:
                 seen[row["_error_class"]] += 1
                 kept.append(row)
         block["samples"] = kept
+
+
+def add_failed_attempt_circuits(blocks: list[dict], attempt_files: list[str]) -> None:
+    """A breaker trips on an attempt that fails; Ray's retry that succeeds reports only its own calls.
+    Failed attempts left their breakers in their attempt file (`<block>-<id>.json`): read those of the
+    blocks that were retried or dropped (none when nothing failed) and add them up."""
+    by_block: dict[int, list[str]] = {}
+    for path in attempt_files:
+        by_block.setdefault(int(path.rsplit("/", 1)[-1].split("-", 1)[0]), []).append(path)
+    for block in blocks:
+        files = by_block.get(block["block"], [])
+        if len(files) < 2 and not block.get("dropped"):
+            continue
+        merged = {name: dict(c) for name, c in block.get("circuits", {}).items()}
+        for path in files:
+            for name, c in ((read_json(path) or {}).get("circuits") or {}).items():
+                total = merged.setdefault(name, {"state": c["state"], "trips": 0, "rejected": 0})
+                total["trips"] += c["trips"]
+                total["rejected"] += c["rejected"]
+        if merged:
+            block["circuits"] = merged
 
 
 def _qualified(cls: type) -> str:

@@ -174,3 +174,16 @@ def incompatible_dtypes(df):
     if int(df["id"].iloc[0]) < 100:
         return df.assign(code=df["id"].astype("int64"))
     return df.assign(code=df["id"].astype(str))
+
+
+def _geo_flaky(value):
+    if _attempt("geo-calls", "all") < 3:   # the first three calls of the run fail, in any process
+        raise ConnectionError("geo service warming up (test)")
+    return f"Z{value}"
+
+
+def breaker_trips_then_recovers(df):
+    """The README's breaker: its third consecutive failure trips it and fails the block attempt; Ray
+    retries the block (ConnectionError is transient), and the calls then succeed."""
+    geo = CircuitBreaker("geo-flaky", failures=3, reset_seconds=0.01)
+    return df.assign(zip=[geo.call(_geo_flaky, v) for v in df["id"]])

@@ -131,6 +131,16 @@ def test_the_circuit_breaker_opens_and_the_run_reports_it(run_flow, tmp_path):
     assert "| geo | 1 | 17 | open |" in artifacts_of(summary["flow_run_id"])["rayft-summary"].data
 
 
+def test_a_breaker_that_trips_on_a_failed_attempt_is_still_reported(run_flow, tmp_path):
+    src = write_numbered_files(tmp_path / "in", 1, 20)
+    state, summary = run_flow(src, tmp_path / "out", "helpers:breaker_trips_then_recovers",
+                              write_policy(tmp_path / "p.toml", FAST))
+    assert state.is_completed(), summary
+    assert ids_written(tmp_path / "out") == list(range(20)) and summary["retries"] >= 1
+    assert summary["circuit_breakers"]["geo-flaky"]["trips"] == 1
+    assert summary["events"] == ["rayft.circuit.tripped"]
+
+
 class FlakyOpens(pafs.FileSystemHandler):
     """Local files whose first `failures` opens raise an error with the given message."""
 
@@ -191,3 +201,27 @@ def test_parquet_schema_read_retries_only_matching_io_errors(tmp_path, message, 
         with pytest.raises(SourceError, match=str(path)):
             plan_job(f"flaky://{path}", policy)
         assert handler.left == 1   # failed at the first error: not retried
+
+
+def test_rayft_faults_in_the_environment_alone_tears_a_write(tmp_path, monkeypatch):
+    """RAYFT_FAULTS wins over the policy: kill_mid_write_once fires with no fault in the policy."""
+    import tasks.faults
+    from blocks.runtime import row_rules
+    from tasks.process_block import BlockJob, process_block
+
+    class Killed(Exception):
+        pass
+
+    def exit_(code):
+        raise Killed(code)
+    monkeypatch.setattr(tasks.faults.os, "_exit", exit_)
+    monkeypatch.setenv("RAYFT_FAULTS", '{"kill_mid_write_once": true}')
+    src = write_numbered_files(tmp_path / "in", 1, 5)
+    plan = plan_job(str(src), FaultPolicy())
+    job = BlockJob("tasks.examples:passthrough", row_rules(FaultPolicy()), plan.schema.serialize().to_pybytes(),
+                   str(tmp_path / "attempt"), True, str(tmp_path / "faults"))
+    with pytest.raises(Killed):
+        process_block(plan.shards[0]["blocks"][0], job)
+    torn = tmp_path / "attempt" / "data" / "00000.parquet"
+    assert torn.exists() and torn.stat().st_size < 4100   # half a file, as a killed writer leaves it
+    assert (tmp_path / "faults" / "killed-mid-write").exists()
