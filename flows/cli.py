@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -23,7 +24,8 @@ class UsageError(Exception):
 
 
 def _check_dest(dest: str) -> None:
-    """DEST must be creatable and writable; checked without writing anything."""
+    """DEST must be creatable and writable. Checked by making and removing an empty folder in DEST or in
+    its nearest existing parent (permissions alone do not tell: root may write nothing under /proc)."""
     if "://" in dest:
         return
     path = Path(dest).expanduser().resolve()
@@ -32,8 +34,12 @@ def _check_dest(dest: str) -> None:
     probe = path
     while not probe.exists():
         probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+    if not probe.is_dir():
         raise UsageError(f"destination is not writable: {dest}")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".rayft-probe-", dir=probe))
+    except OSError as exc:
+        raise UsageError(f"destination is not writable: {dest} ({exc.strerror})") from None
 
 
 def _check_transform(spec: str) -> None:
@@ -42,6 +48,8 @@ def _check_transform(spec: str) -> None:
         load_transform(spec)
     except (ImportError, ValueError) as exc:
         raise UsageError(f"transform {spec}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a module that fails while it is imported
+        raise UsageError(f"transform {spec}: its module fails to import: {type(exc).__name__}: {exc}") from None
 
 
 def demo_source() -> str:

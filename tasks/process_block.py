@@ -7,6 +7,7 @@ with names fixed by the block number, so a Ray retry of the block overwrites ins
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import traceback
 import uuid
@@ -33,6 +34,12 @@ def load_transform(spec: str):
     fn = getattr(importlib.import_module(module), name, None)
     if not callable(fn):
         raise ValueError(f"{spec}: no function {name!r} in module {module!r}")
+    try:
+        inspect.signature(fn).bind(None)
+    except TypeError:   # else every call raises TypeError, classified data_quality: all rows quarantined
+        raise ValueError(f"{spec}: a transform takes one argument, a pandas DataFrame") from None
+    except ValueError:   # no signature to inspect (a builtin): nothing to check
+        pass
     return fn
 
 

@@ -35,17 +35,27 @@ def test_bad_policy_exits_2_with_one_line_and_writes_nothing(tmp_path, text, fie
     assert not dest.exists()
 
 
-@pytest.mark.parametrize("case", ["missing source", "unwritable dest", "bad transform"])
-def test_location_errors_exit_2(tmp_path, case):
+@pytest.mark.parametrize("case", ["missing source", "dest under a file", "dest under /proc", "bad transform",
+                                  "transform fails to import", "transform takes no argument"])
+def test_location_errors_exit_2(tmp_path, case, monkeypatch):
     src = write_transactions(tmp_path / "tx.csv")
     dest = tmp_path / "out"
+    (tmp_path / "broken_mod.py").write_text('raise RuntimeError("import boom")\n')
+    (tmp_path / "noarg_mod.py").write_text("def clean():\n    return None\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     args = {"missing source": ("run", tmp_path / "nope.csv", dest),
-            "unwritable dest": ("run", src, src / "out"),
-            "bad transform": ("run", src, dest, "--transform", "tasks.examples:nope")}[case]
+            "dest under a file": ("run", src, src / "out"),
+            "dest under /proc": ("run", src, "/proc/rayft-test-out"),
+            "bad transform": ("run", src, dest, "--transform", "tasks.examples:nope"),
+            "transform fails to import": ("run", src, dest, "--transform", "broken_mod:clean"),
+            "transform takes no argument": ("run", src, dest, "--transform", "noarg_mod:clean")}[case]
     result = rayft(*args)
     assert result.returncode == 2, result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert not dest.exists()
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert {"transform fails to import": "import boom", "transform takes no argument": "one argument",
+            "dest under /proc": "not writable"}.get(case, "rayft:") in lines[0]
+    assert not dest.exists() and not list(tmp_path.glob(".rayft-probe-*"))
 
 
 def test_replay_with_nothing_to_replay_exits_2(tmp_path):
