@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -116,7 +117,7 @@ def _resolve_committed(shards: list[dict], job: dict, shard_task, progress: Prog
 def _run_pending(pending: list[dict], job: dict, policy: FaultPolicy, shard_task, progress: Progress):
     """Submit shard tasks, at most max_concurrent_shards at a time; return reports, cached, failures."""
     logger = get_run_logger()
-    reports, failed, cached_count = [], {}, 0
+    reports, failed, cached_count, lost = [], {}, 0, Counter()
     pending, running = list(pending), {}
     with remote_options(**coordinator_options()):
         while pending or running:
@@ -129,6 +130,8 @@ def _run_pending(pending: list[dict], job: dict, policy: FaultPolicy, shard_task
                 report = future.result()
             except Exception as exc:  # noqa: BLE001 - recorded in the failure state
                 failed[shard["id"]] = f"{type(exc).__name__}: {exc}"[:1000]
+                lost["errored_blocks"] += getattr(exc, "errored_blocks", 0)
+                lost["retries"] += getattr(exc, "retries", 0)
                 logger.error("shard %s failed: %s", shard["id"], failed[shard["id"]])
                 continue
             # A result made by another task run is Prefect's cache: the shard was committed before.
@@ -140,7 +143,7 @@ def _run_pending(pending: list[dict], job: dict, policy: FaultPolicy, shard_task
             cached_count += cached
             reports.append(report)
             progress.advance()
-    return reports, cached_count, failed
+    return reports, cached_count, failed, lost
 
 
 def s3_options(policy: FaultPolicy):
@@ -217,11 +220,13 @@ def _run_job(source: str, dest: str, transform: str, pol: FaultPolicy, hint: str
     reports, rerun = _resolve_committed(persisted, job, shard_task, progress)
     resolved = {shard["id"] for shard in persisted} - {shard["id"] for shard in rerun}
     pending = [shard for shard in plan.shards if shard["id"] not in resolved]
-    ran, cached, failed = _run_pending(pending, job, pol, shard_task, progress)
+    ran, cached, failed, lost = _run_pending(pending, job, pol, shard_task, progress)
     reports += ran
     shards_done = time.monotonic()
     summary = summarize(reports, len(plan.shards), len(plan.shards) - len(pending) + cached, failed,
                         plan.blocks_total)
+    for key in ("errored_blocks", "retries"):   # failed shards have no report: add what they did
+        summary[key] += lost[key]
     summary["flow_run_id"] = str(flow_run.id) if flow_run.id else None
     summary["seconds"] = round(time.monotonic() - started, 3)
     # warmup: the wait for warm Ray workers after planning (fixed start-up, overlapped with planning);

@@ -39,13 +39,15 @@ from tasks.storage import (configure_s3, delete_dir, join, list_dirs, list_files
 class ShardFailed(Exception):
     """A shard's pipeline failed; carries the error recorded by the failing block, whatever its type."""
 
-    def __init__(self, shard: str, message: str, transient: bool = False) -> None:
+    def __init__(self, shard: str, message: str, transient: bool = False, errored_blocks: int = 0,
+                 retries: int = 0) -> None:
         super().__init__(f"shard {shard}: {message}")
-        self.shard = shard
-        self.transient = transient
+        self.shard, self.transient = shard, transient
+        self.errored_blocks, self.retries = errored_blocks, retries   # for the failed run's summary
 
     def __reduce__(self):
-        return (ShardFailed, (self.shard, str(self).split(": ", 1)[1], self.transient))
+        return (ShardFailed, (self.shard, str(self).split(": ", 1)[1], self.transient, self.errored_blocks,
+                              self.retries))
 
 
 def transform_fingerprint(spec: str) -> str:
@@ -199,9 +201,12 @@ def _shard_failure(shard_id: str, job: BlockJob, policy: FaultPolicy, exc: BaseE
     recorded = [r for r in (read_json(f) for f in list_files(join(job.attempt_dir, "errors"))) if r]
     crash = isinstance(exc, (ActorDiedError, WorkerCrashedError)) or any(
         name in str(exc) for name in ("WorkerCrashedError", "ActorDiedError"))
+    attempts = [p.rsplit("/", 1)[-1].split("-", 1)[0] for p in list_files(join(job.attempt_dir, "attempts"))]
+    retries = len(attempts) - len(set(attempts)) + max(0, (task_run.run_count or 1) - 1)
     if not recorded:
-        return ShardFailed(shard_id, f"{type(exc).__name__}: {str(exc)[:500]}", transient=crash)
+        return ShardFailed(shard_id, f"{type(exc).__name__}: {str(exc)[:500]}", crash, 0, retries)
     last = recorded[-1]
     listed = {_qualified(c) for c in policy.exception_classes()}
     transient = crash or bool(listed & set(last.get("classes", [])))
-    return ShardFailed(shard_id, f"block {last['block']}: {last['error_type']}: {last['message']}", transient)
+    return ShardFailed(shard_id, f"block {last['block']}: {last['error_type']}: {last['message']}", transient,
+                       1, retries)   # the block that failed the shard; the shard stopped there
