@@ -77,7 +77,9 @@ def quarantine_table(data: BlockData, source: str, rows: np.ndarray, errors: pd.
         taken = _as_text(taken)
     n_rejects = len(data.rejects)
     columns = {}
-    for field in source_schema:
+    # The planned columns, then any this file has beyond them (publish gives all files one schema).
+    fields = list(source_schema) + [f for f in data.table.schema if f.name not in source_schema.names]
+    for field in fields:
         typ = pa.string() if as_text else field.type
         col = (taken[field.name].combine_chunks() if field.name in taken.column_names
                else pa.nulls(len(rows), typ))

@@ -172,3 +172,18 @@ def test_a_header_only_input_completes_with_an_empty_ledger(run_flow, tmp_path):
     state, summary = run_flow(src, tmp_path / "out")
     assert state.is_completed(), summary
     assert (summary["rows_in"], summary["rows_written"], summary["shards_total"]) == (0, 0, 0)
+
+
+def test_a_column_only_some_files_have_is_kept_in_data_and_quarantine(run_flow, tmp_path):
+    import pyarrow.parquet as pq
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.csv").write_text("id,customer_id,amount\n1,10,5\n2,,6\n")
+    (folder / "b.csv").write_text("id,customer_id,amount,channel\n3,11,7,web\n4,,8,shop\n")
+    state, summary = run_flow(folder, tmp_path / "out", "tasks.examples:transactions",
+                              write_policy(tmp_path / "p.toml", LENIENT))
+    assert state.is_completed(), summary
+    data = pq.read_table(tmp_path / "out" / "data").to_pandas().set_index("id")
+    assert data.loc[3, "channel"] == "web" and data["channel"].isna().sum() == 1
+    q = pq.read_table(tmp_path / "out" / "quarantine").to_pandas().set_index("_line")
+    assert sorted(q["id"]) == ["2", "4"] and list(q["channel"].fillna("")) == ["", "shop"]
