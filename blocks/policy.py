@@ -50,14 +50,15 @@ class FaultPolicy(Block):
     _block_type_name = "Ray FT Policy"
     _block_type_slug = "rayft-policy"
     _description = "Fault-tolerance policy of prefect-ray-ft: row handling, retries, errored-block budget."
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `max_error_rate = true` or "0.5" is an error, not 1.0 or 0.5 (an int still counts as a float)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     # Level 1: rows
     max_error_rate: float = Field(
-        0.05, ge=0, le=1,
+        0.05, allow_inf_nan=False, ge=0, le=1,
         description="Fraction of rows_in that may be quarantined before the job fails (exit 1). Default 0.05.")
     warn_error_rate: float = Field(
-        0.01, ge=0, le=1,
+        0.01, allow_inf_nan=False, ge=0, le=1,
         description="Error rate above which the run emits a `rayft.error-rate.warning` Prefect event "
         "(capped at max_error_rate). Default 0.01.")
     data_quality: Literal["quarantine", "default", "flag", "fail"] = Field(
@@ -101,7 +102,7 @@ class FaultPolicy(Block):
         2, ge=0, description="Prefect `retries` of a shard task; only errors named in retry_exceptions "
         "are retried (`retry_condition_fn`). Default 2.")
     shard_retry_delay_seconds: float = Field(
-        1.0, ge=0, description="Base of the Prefect shard retry backoff (`exponential_backoff`), "
+        1.0, allow_inf_nan=False, ge=0, description="Base of the Prefect shard retry backoff (`exponential_backoff`), "
         "capped at 60 s, jitter factor 0.5. Default 1.")
 
     # Level 3: blocks
@@ -110,7 +111,7 @@ class FaultPolicy(Block):
         "drop (-1 = unlimited). Dropped rows are counted (`rows_dropped`) and quarantined as "
         "dropped_block. Default 0.")
     max_errored_block_fraction: float = Field(
-        1.0, ge=0, le=1, description="In addition, errored blocks may not exceed this fraction of all "
+        1.0, allow_inf_nan=False, ge=0, le=1, description="In addition, errored blocks may not exceed this fraction of all "
         "blocks. Default 1.0 (no extra limit).")
 
     # Level 4: shards and execution
@@ -136,7 +137,7 @@ class FaultPolicy(Block):
 
     # Fault injection (for testing a pipeline's tolerance; RAYFT_FAULTS in the environment wins)
     inject_transient_rate: float = Field(
-        0.0, ge=0, le=1, description="Probability that a block attempt raises an injected ConnectionError. "
+        0.0, allow_inf_nan=False, ge=0, le=1, description="Probability that a block attempt raises an injected ConnectionError. "
         "Default 0.")
     inject_kill_once: bool = Field(
         False, description="Kill the worker (or actor) process running the first block, once per run. "

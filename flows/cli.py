@@ -89,8 +89,9 @@ def _print_summary(summary: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(summary))
         return
-    keys = ("status", "rows_in", "rows_written", "rows_quarantined", "rows_dropped", "errored_blocks",
-            "shards_total", "shards_done", "shards_skipped", "retries", "flow_run_id")
+    keys = ("status", "rows_in", "rows_written", "rows_quarantined", "rows_dropped", "rows_filtered",
+            "rows_flagged", "errored_blocks", "shards_total", "shards_done", "shards_skipped", "retries",
+            "flow_run_id")
     for key in keys:
         print(f"{key:>17}: {summary.get(key)}")
     print(f"{'error_classes':>17}: {summary.get('error_classes')}")

@@ -20,6 +20,7 @@ def summarize(reports: list[dict], shards_total: int, skipped: int, failed: dict
     classes = sum((block_classes(b) for b in blocks), Counter())
     return {
         "status": "completed", "flow_run_id": None, **totals,
+        "rows_flagged": sum(b.get("rows_flagged", 0) for b in blocks),   # written, with a flag: in rows_written
         "errored_blocks": sum(r["errored_blocks"] for r in reports),
         "blocks_total": blocks_total,
         "error_classes": dict(sorted(classes.items())),

@@ -114,7 +114,9 @@ def process_block(block: dict, job: BlockJob) -> dict:
         result = guard(load_transform(job.transform), df, rules)
         report = {"block": block["index"], "rows_in": data.table.num_rows + len(data.rejects),
                   "rows_written": len(result.written), "rows_filtered": result.filtered,
-                  "rows_quarantined": len(result.quarantined) + len(data.rejects), "files": {},
+                  "rows_quarantined": len(result.quarantined) + len(data.rejects),
+                  "rows_flagged": int(result.written["_flag_class"].notna().sum()) if rules.flags_rows() else 0,
+                  "files": {},
                   "schemas": {}}   # kind -> schema_text of the file written: publish unifies them
         tripped = circuit.delta(breakers, circuit.snapshot())
         if tripped:

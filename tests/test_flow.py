@@ -187,3 +187,14 @@ def test_a_column_only_some_files_have_is_kept_in_data_and_quarantine(run_flow, 
     assert data.loc[3, "channel"] == "web" and data["channel"].isna().sum() == 1
     q = pq.read_table(tmp_path / "out" / "quarantine").to_pandas().set_index("_line")
     assert sorted(q["id"]) == ["2", "4"] and list(q["channel"].fillna("")) == ["", "shop"]
+
+
+def test_flagged_rows_are_written_with_their_flag_and_counted(run_flow, tmp_path):
+    src = write_transactions(tmp_path / "tx.csv")
+    state, summary = run_flow(src, tmp_path / "out", "tasks.examples:transactions",
+                              write_policy(tmp_path / "p.toml", LENIENT + 'business_rule = "flag"\n'))
+    assert state.is_completed(), summary
+    assert (summary["rows_written"], summary["rows_quarantined"], summary["rows_flagged"]) == (4, 4, 1)
+    data = read_dir(tmp_path / "out" / "data").set_index("id")
+    assert data.loc[5, "_flag_class"] == "business_rule" and data["_flag_class"].notna().sum() == 1
+    assert "business_rule" not in summary["error_classes"]   # flagged rows are written, not quarantined

@@ -17,6 +17,9 @@ from helpers import write_policy
     ('data_quality = "ignore"', "data_quality"),
     ("max_task_retries = -1", "max_task_retries"),   # unbounded retries are not allowed
     ("max_restarts = -1", "max_restarts"),
+    ("max_error_rate = true", "max_error_rate"),       # not 1.0
+    ("max_error_rate = nan", "max_error_rate"),
+    ('shard_bytes = "32MiB"', "shard_bytes"),
 ])
 def test_bad_policy_files_name_the_field(tmp_path, text, field):
     with pytest.raises(PolicyError, match=field) as info:
