@@ -1,7 +1,8 @@
 """rayft: run, demo, replay and report prefect-ray-ft jobs.
 
 Exit codes: 0 completed; 1 the job failed (its failure state is in DEST/_rayft and the run's artifacts);
-2 usage, policy or input-location error found before any work started (nothing written to DEST).
+2 usage, policy or input-location error found before any work started (nothing written to DEST);
+130 interrupted with Ctrl-C (committed shards are kept; the same command resumes).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import zipfile
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130   # 128 + SIGINT, as shells report it
 DEMO_TRANSFORM = "tasks.examples:flights"
 
 
@@ -115,6 +117,7 @@ def run_job(source: str, dest: str, transform: str, policy_arg: str | None, as_j
         print(f"rayft: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
+    from flows.interrupts import interrupted, noting_interrupts
     from flows.pipeline import etl, normalize, s3_options, task_runner
     from flows.prefect_api import prefect_api
     from tasks.storage import configure_s3, join, read_json
@@ -130,8 +133,16 @@ def run_job(source: str, dest: str, transform: str, policy_arg: str | None, as_j
         except (PolicyError, SourceError, ValueError) as exc:
             print(f"rayft: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        state = etl.with_options(task_runner=task_runner(policy))(
-            source=source, dest=dest, transform=transform, policy=policy_arg, return_state=True)
+        with noting_interrupts():
+            try:
+                state = etl.with_options(task_runner=task_runner(policy))(
+                    source=source, dest=dest, transform=transform, policy=policy_arg, return_state=True)
+            except KeyboardInterrupt:
+                pass
+    if interrupted():
+        print("rayft: interrupted; committed shards are kept: run the same command again to resume",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     summary = read_json(join(normalize(dest), "_rayft", "summary.json"))
     if summary is None or not state.is_completed():
         if summary is None or summary.get("status") != "failed":

@@ -22,6 +22,7 @@ from prefect_ray.context import remote_options
 from blocks.policy import FaultPolicy, PolicyError, load_policy
 from blocks.runtime import SHARD_REMOTE_OPTIONS, ray_init_kwargs, shard_task_options
 from flows.artifacts import Progress, publish_run_artifacts
+from flows.interrupts import interrupted
 from flows.planning import Plan, plan_job
 from flows.publish import SchemaConflict, files_present, publish
 from flows.summary import failure_reason, summarize
@@ -181,21 +182,26 @@ def etl(source: str, dest: str, transform: str = DEFAULT_TRANSFORM, policy: str 
     check_ray_address(pol)
     source, dest = normalize(source), normalize(dest)
     hint = resume_hint(source, dest, transform, policy)
+    seen: dict = {}
     try:
-        return _run_job(source, dest, transform, pol, hint, started, logger)
+        return _run_job(source, dest, transform, pol, hint, started, logger, seen)
     except JobFailed:
         raise
-    except Exception as exc:   # an input that cannot be read, an I/O error: still leave the failure state
+    except (Exception, KeyboardInterrupt) as exc:   # unreadable input, I/O error, Ctrl-C: leave the failure state
+        message = ("interrupted (Ctrl-C); committed shards are kept"
+                   if interrupted() or isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}")
         summary = summarize([], 0, 0, {}, 0)
+        if "progress" in seen:   # how far it got: shards committed of planned
+            summary.update(shards_total=seen["progress"].total, shards_done=seen["progress"].done)
         summary.update(status="failed", flow_run_id=str(flow_run.id) if flow_run.id else None,
-                       message=f"{type(exc).__name__}: {exc}"[:1000])
+                       message=message[:1000])
         write_json(join(dest, "_rayft", "summary.json"), summary)
         publish_run_artifacts(summary, [], pol, dest, hint)
         raise
 
 
 def _run_job(source: str, dest: str, transform: str, pol: FaultPolicy, hint: str, started: float,
-             logger) -> dict:
+             logger, seen: dict) -> dict:
     s3 = s3_options(pol)
     configure_s3(s3)
     warming = start_warmup(transform, pol.max_concurrent_shards, **coordinator_options())
@@ -207,7 +213,7 @@ def _run_job(source: str, dest: str, transform: str, pol: FaultPolicy, hint: str
            "s3": s3}
     result_dir = Path(dest) / "_rayft" / "results" if "://" not in dest else None
     shard_task = _shard_task(pol, result_dir)
-    progress = Progress(len(plan.shards))
+    progress = seen["progress"] = Progress(len(plan.shards))
     planned = time.monotonic()
     persisted = [shard for shard in plan.shards if _persisted(shard, job, result_dir)]
     # Wait for the warm-up before resolving committed shards (on 2 cores they would slow each other),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 from typing import Iterator
 
 
@@ -20,7 +21,14 @@ def prefect_api() -> Iterator[str]:
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")   # no network here; no noise
     server = SubprocessASGIServer()
-    server.start(timeout=120)
+    # Ctrl-C in a terminal signals the whole process group. Started with SIGINT blocked (as Ray starts its
+    # own processes), the server outlives the interrupt, the flow run is reported Crashed, and the server
+    # is stopped below. Otherwise the engine retries a dead API for minutes before it exits.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        server.start(timeout=120)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)   # a Ctrl-C meanwhile is delivered here
     os.environ["PREFECT_API_URL"] = server.api_url
     try:
         with temporary_settings({PREFECT_API_URL: server.api_url}):

@@ -126,3 +126,37 @@ def test_a_changed_policy_reruns_committed_shards(run_flow, tmp_path):
         None, None, write_policy(tmp_path / "p.toml", 'data_quality = "flag"\n'))]
     assert [r["shards_skipped"] for r in runs] == [0, 2, 0]
     assert all(r["rows_written"] == 40 for r in runs)
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_130_at_once_keeps_committed_shards_and_leaves_nothing_running(tmp_path):
+    """SIGINT to the whole process group, as a terminal's Ctrl-C sends it: the temporary Prefect server
+    must outlive it long enough for the flow run to report (it used to die first: minutes of retries)."""
+    import os
+    import signal
+    src = write_numbered_files(tmp_path / "in", 8, 200)
+    policy = write_policy(tmp_path / "p.toml", SLOW)
+    dest = tmp_path / "out"
+    run = CliProcess("run", str(src), str(dest), "--transform", "helpers:slow_passthrough", "--policy",
+                     str(policy), env={"PYTHONPATH": str(Path(__file__).parent)})
+    deadline = time.monotonic() + 300
+    # Two shards run at a time: a third one committed means the flow has had at least one result.
+    while committed(dest) < 3 and time.monotonic() < deadline and run.proc.poll() is None:
+        time.sleep(0.05)
+    assert run.proc.poll() is None, run.proc.communicate()[1][-3000:]
+    os.killpg(run.proc.pid, signal.SIGINT)
+    interrupted = time.monotonic()
+    try:
+        _, err = run.proc.communicate(timeout=120)
+    finally:
+        exited = time.monotonic() - interrupted
+        left = run.descendants()
+        run.kill_all()
+    assert run.proc.returncode == 130, err[-3000:]
+    assert exited < 30, exited   # measured 3-4 s; before the fix 155-300 s
+    assert left == [], left
+    assert "run the same command again to resume" in err
+    summary = json.loads((dest / "_rayft" / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["message"].startswith("interrupted (Ctrl-C)")
+    assert summary["shards_total"] == 8 and 1 <= summary["shards_done"] <= committed(dest) < 8, summary
+    assert not (dest / "data").exists()   # nothing published by the interrupted run
