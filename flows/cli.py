@@ -117,7 +117,7 @@ def run_job(source: str, dest: str, transform: str, policy_arg: str | None, as_j
         print(f"rayft: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
-    from flows.interrupts import interrupted, noting_interrupts
+    from flows.interrupts import interrupted
     from flows.pipeline import etl, normalize, s3_options, task_runner
     from flows.prefect_api import prefect_api
     from tasks.storage import configure_s3, join, read_json
@@ -133,16 +133,10 @@ def run_job(source: str, dest: str, transform: str, policy_arg: str | None, as_j
         except (PolicyError, SourceError, ValueError) as exc:
             print(f"rayft: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        with noting_interrupts():
-            try:
-                state = etl.with_options(task_runner=task_runner(policy))(
-                    source=source, dest=dest, transform=transform, policy=policy_arg, return_state=True)
-            except KeyboardInterrupt:
-                pass
-    if interrupted():
-        print("rayft: interrupted; committed shards are kept: run the same command again to resume",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
+        state = etl.with_options(task_runner=task_runner(policy))(
+            source=source, dest=dest, transform=transform, policy=policy_arg, return_state=True)
+    if interrupted():   # the engine may have turned the interrupt into a Failed state
+        raise KeyboardInterrupt
     summary = read_json(join(normalize(dest), "_rayft", "summary.json"))
     if summary is None or not state.is_completed():
         if summary is None or summary.get("status") != "failed":
@@ -212,6 +206,21 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return EXIT_USAGE if exc.code else EXIT_OK
+    from flows.interrupts import interrupted, noting_interrupts
+    try:
+        with noting_interrupts():
+            return _dispatch(args)
+    except BaseException:
+        if not interrupted():
+            raise
+        # Ctrl-C at any point (imports, server start, the flow; wrapped or not): one line, not a traceback.
+        resumes = args.command in ("run", "demo")
+        print("rayft: interrupted" + ("; committed shards are kept: run the same command again to resume"
+                                      if resumes else ""), file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         return run_job(args.source, args.dest, args.transform, args.policy, args.json)
     if args.command == "demo":
