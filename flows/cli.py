@@ -133,11 +133,20 @@ def run_job(source: str, dest: str, transform: str, policy_arg: str | None, as_j
         except (PolicyError, SourceError, ValueError) as exc:
             print(f"rayft: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        state = etl.with_options(task_runner=task_runner(policy))(
-            source=source, dest=dest, transform=transform, policy=policy_arg, return_state=True)
-    if interrupted():   # the engine may have turned the interrupt into a Failed state
+        summary_path = join(normalize(dest), "_rayft", "summary.json")
+        before = (read_json(summary_path) or {}).get("flow_run_id")
+        try:
+            state = etl.with_options(task_runner=task_runner(policy))(
+                source=source, dest=dest, transform=transform, policy=policy_arg, return_state=True)
+        except KeyboardInterrupt:
+            if not interrupted():
+                raise
+    if interrupted():   # the engine may also have turned the interrupt into a Failed state
+        summary = read_json(summary_path)
+        if summary and summary.get("flow_run_id") != before:   # this run's: the shards committed so far
+            _print_summary(summary, as_json)
         raise KeyboardInterrupt
-    summary = read_json(join(normalize(dest), "_rayft", "summary.json"))
+    summary = read_json(summary_path)
     if summary is None or not state.is_completed():
         if summary is None or summary.get("status") != "failed":
             message = state.message or "the flow run failed before it wrote a summary"

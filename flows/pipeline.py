@@ -115,10 +115,12 @@ def _resolve_committed(shards: list[dict], job: dict, shard_task, progress: Prog
     return reports, rerun
 
 
-def _run_pending(pending: list[dict], job: dict, policy: FaultPolicy, shard_task, progress: Progress):
-    """Submit shard tasks, at most max_concurrent_shards at a time; return reports, cached, failures."""
+def _run_pending(pending: list[dict], job: dict, policy: FaultPolicy, shard_task, progress: Progress,
+                 reports: list[dict]):
+    """Submit shard tasks, at most max_concurrent_shards at a time; add their reports to `reports` as they
+    come (an interrupted run's summary counts them); return cached, failures."""
     logger = get_run_logger()
-    reports, failed, cached_count, lost = [], {}, 0, Counter()
+    failed, cached_count, lost = {}, 0, Counter()
     pending, running = list(pending), {}
     with remote_options(**coordinator_options()):
         while pending or running:
@@ -144,7 +146,7 @@ def _run_pending(pending: list[dict], job: dict, policy: FaultPolicy, shard_task
             cached_count += cached
             reports.append(report)
             progress.advance()
-    return reports, cached_count, failed, lost
+    return cached_count, failed, lost
 
 
 def s3_options(policy: FaultPolicy):
@@ -190,13 +192,12 @@ def etl(source: str, dest: str, transform: str = DEFAULT_TRANSFORM, policy: str 
     except (Exception, KeyboardInterrupt) as exc:   # unreadable input, I/O error, Ctrl-C: leave the failure state
         message = ("interrupted (Ctrl-C); committed shards are kept"
                    if interrupted() or isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}")
-        summary = summarize([], 0, 0, {}, 0)
-        if "progress" in seen:   # how far it got: shards committed of planned
-            summary.update(shards_total=seen["progress"].total, shards_done=seen["progress"].done)
+        reports = seen.get("reports", [])   # the shards committed before it stopped
+        summary = summarize(reports, seen.get("shards_total", 0), 0, {}, seen.get("blocks_total", 0))
         summary.update(status="failed", flow_run_id=str(flow_run.id) if flow_run.id else None,
                        message=message[:1000])
         write_json(join(dest, "_rayft", "summary.json"), summary)
-        publish_run_artifacts(summary, [], pol, dest, hint)
+        publish_run_artifacts(summary, reports, pol, dest, hint)
         raise
 
 
@@ -213,7 +214,8 @@ def _run_job(source: str, dest: str, transform: str, pol: FaultPolicy, hint: str
            "s3": s3}
     result_dir = Path(dest) / "_rayft" / "results" if "://" not in dest else None
     shard_task = _shard_task(pol, result_dir)
-    progress = seen["progress"] = Progress(len(plan.shards))
+    progress = Progress(len(plan.shards))
+    seen.update(shards_total=len(plan.shards), blocks_total=plan.blocks_total)
     planned = time.monotonic()
     persisted = [shard for shard in plan.shards if _persisted(shard, job, result_dir)]
     # Wait for the warm-up before resolving committed shards (on 2 cores they would slow each other),
@@ -224,10 +226,10 @@ def _run_job(source: str, dest: str, transform: str, pol: FaultPolicy, hint: str
         finish_warmup(warming, logger)
     warmed = time.monotonic()
     reports, rerun = _resolve_committed(persisted, job, shard_task, progress)
+    seen["reports"] = reports
     resolved = {shard["id"] for shard in persisted} - {shard["id"] for shard in rerun}
     pending = [shard for shard in plan.shards if shard["id"] not in resolved]
-    ran, cached, failed, lost = _run_pending(pending, job, pol, shard_task, progress)
-    reports += ran
+    cached, failed, lost = _run_pending(pending, job, pol, shard_task, progress, reports)
     shards_done = time.monotonic()
     summary = summarize(reports, len(plan.shards), len(plan.shards) - len(pending) + cached, failed,
                         plan.blocks_total)

@@ -103,7 +103,7 @@ def run_shard(shard: dict, job: dict) -> dict:
     policy = FaultPolicy.from_json(job["policy_json"])
     key = shard_key(shard, job)
     shard_dir = join(job["dest"], "_rayft", "shards", shard["id"], key[6:22])
-    attempt = uuid.uuid4().hex[:12]
+    attempt = f"{_run_tag()}-{uuid.uuid4().hex[:8]}"   # this task run's attempts are counted on failure
     block_job = BlockJob(job["transform"], row_rules(policy), job.get("schema_ipc"),
                          join(shard_dir, attempt), shard["format"] != "parquet",
                          join(job["dest"], "_rayft", "faults", str(flow_run.id)), job.get("s3"))
@@ -189,6 +189,10 @@ def add_failed_attempt_circuits(blocks: list[dict], attempt_files: list[str]) ->
             block["circuits"] = merged
 
 
+def _run_tag() -> str:
+    return (str(task_run.id) if task_run.id else "norun")[:8]
+
+
 def _qualified(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
@@ -201,8 +205,14 @@ def _shard_failure(shard_id: str, job: BlockJob, policy: FaultPolicy, exc: BaseE
     recorded = [r for r in (read_json(f) for f in list_files(join(job.attempt_dir, "errors"))) if r]
     crash = isinstance(exc, (ActorDiedError, WorkerCrashedError)) or any(
         name in str(exc) for name in ("WorkerCrashedError", "ActorDiedError"))
-    attempts = [p.rsplit("/", 1)[-1].split("-", 1)[0] for p in list_files(join(job.attempt_dir, "attempts"))]
-    retries = len(attempts) - len(set(attempts)) + max(0, (task_run.run_count or 1) - 1)
+    # Block re-attempts of every attempt folder of this task run (Prefect's shard retries make a new
+    # one each), plus the shard retries themselves.
+    shard_dir = job.attempt_dir.rsplit("/", 1)[0]
+    retries = max(0, (task_run.run_count or 1) - 1)
+    for folder in list_dirs(shard_dir):
+        if folder.rsplit("/", 1)[-1].startswith(_run_tag() + "-"):
+            blocks = [p.rsplit("/", 1)[-1].split("-", 1)[0] for p in list_files(join(folder, "attempts"))]
+            retries += len(blocks) - len(set(blocks))
     if not recorded:
         return ShardFailed(shard_id, f"{type(exc).__name__}: {str(exc)[:500]}", crash, 0, retries)
     last = recorded[-1]

@@ -138,7 +138,7 @@ def test_ctrl_c_exits_130_at_once_keeps_committed_shards_and_leaves_nothing_runn
     policy = write_policy(tmp_path / "p.toml", SLOW)
     dest = tmp_path / "out"
     run = CliProcess("run", str(src), str(dest), "--transform", "helpers:slow_passthrough", "--policy",
-                     str(policy), env={"PYTHONPATH": str(Path(__file__).parent)})
+                     str(policy), "--json", env={"PYTHONPATH": str(Path(__file__).parent)})
     deadline = time.monotonic() + 300
     # Two shards run at a time: a third one committed means the flow has had at least one result.
     while committed(dest) < 3 and time.monotonic() < deadline and run.proc.poll() is None:
@@ -147,7 +147,7 @@ def test_ctrl_c_exits_130_at_once_keeps_committed_shards_and_leaves_nothing_runn
     os.killpg(run.proc.pid, signal.SIGINT)
     interrupted = time.monotonic()
     try:
-        _, err = run.proc.communicate(timeout=120)
+        out, err = run.proc.communicate(timeout=120)
     finally:
         exited = time.monotonic() - interrupted
         left = run.descendants()
@@ -157,6 +157,9 @@ def test_ctrl_c_exits_130_at_once_keeps_committed_shards_and_leaves_nothing_runn
     assert left == [], left
     assert "run the same command again to resume" in err
     summary = json.loads((dest / "_rayft" / "summary.json").read_text())
+    assert json.loads(out) == summary   # --json prints it
     assert summary["status"] == "failed" and summary["message"].startswith("interrupted (Ctrl-C)")
     assert summary["shards_total"] == 8 and 1 <= summary["shards_done"] <= committed(dest) < 8, summary
+    # The ledger of the shards it got: 200 rows a shard, all written.
+    assert summary["rows_in"] == summary["rows_written"] == 200 * summary["shards_done"], summary
     assert not (dest / "data").exists()   # nothing published by the interrupted run
