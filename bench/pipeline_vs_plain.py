@@ -5,7 +5,7 @@
 One process and one Ray instance, started as the product starts it (fixed start-up excluded from all).
 Three inputs: flights.csv as shipped (9,434 bad rows); a clean copy without them (the guard's fast path
 only); and four files of the clean copy (124 MB), where the flow's fixed cost per run (about 1 s: the
-Prefect flow run and its heartbeat thread, which stops on a whole second) is spread over 4x the rows.
+Prefect flow run and its shard task) is spread over 4x the rows.
 Each round runs, alternately:
   plain  ray.data.read_csv -> map_batches(the same vectorised flights rules, bad rows dropped) -> write_parquet
   work   this project's Ray Data work without Prefect: plan, then every shard's pipeline (read blocks,

@@ -92,7 +92,7 @@ def _print_summary(summary: dict, as_json: bool) -> None:
         print(json.dumps(summary))
         return
     keys = ("status", "rows_in", "rows_written", "rows_quarantined", "rows_dropped", "rows_filtered",
-            "rows_flagged", "errored_blocks", "shards_total", "shards_done", "shards_skipped", "retries",
+            "rows_flagged", "rows_defaulted", "errored_blocks", "shards_total", "shards_done", "shards_skipped", "retries",
             "flow_run_id")
     for key in keys:
         print(f"{key:>17}: {summary.get(key)}")
@@ -102,7 +102,7 @@ def _print_summary(summary: dict, as_json: bool) -> None:
 
 def run_job(source: str, dest: str, transform: str, policy_arg: str | None, as_json: bool) -> int:
     from blocks.policy import PolicyError, load_policy
-    from flows.planning import SourceError, list_source_files
+    from flows.planning import SourceError, list_source_files, source_schema
 
     is_file = policy_arg and (Path(policy_arg).suffix in (".toml", ".json") or Path(policy_arg).exists())
     source_path = (source if "://" in source else str(Path(source).expanduser().resolve())
@@ -110,7 +110,7 @@ def run_job(source: str, dest: str, transform: str, policy_arg: str | None, as_j
     try:
         policy = load_policy(policy_arg if is_file else None)
         if not policy.s3_credentials:
-            list_source_files(source_path)
+            source_schema(list_source_files(source_path), policy)   # columns checked before any work
         _check_dest(dest)
         _check_transform(transform)
     except (PolicyError, SourceError, UsageError) as exc:
@@ -129,7 +129,7 @@ def run_job(source: str, dest: str, transform: str, policy_arg: str | None, as_j
                 policy = load_policy(policy_arg)
             if policy.s3_credentials:
                 configure_s3(s3_options(policy))
-                list_source_files(source_path)
+                source_schema(list_source_files(source_path), policy)
         except (PolicyError, SourceError, ValueError) as exc:
             print(f"rayft: {exc}", file=sys.stderr)
             return EXIT_USAGE

@@ -22,6 +22,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from blocks.policy import FaultPolicy
+from tasks.errors import ERROR_COLUMNS
 from tasks.reading import drop_invalid_utf8, jsonl_valid_lines
 from blocks.runtime import io_error_patterns
 from tasks.storage import split_uri, with_io_retries
@@ -204,14 +205,30 @@ def _read_with_retries(policy: FaultPolicy, uri: str, fn):
         raise SourceError(f"cannot read {uri}: {type(exc).__name__}: {exc}") from None
 
 
-def plan_job(source: str, policy: FaultPolicy) -> Plan:
-    files = list_source_files(source)
+def source_schema(files: list, policy: FaultPolicy) -> pa.Schema | None:
+    """The schema every block is read with, checked: its column names must be unique and must not be
+    those of the error record (quarantine files hold both)."""
     schema = None
     for uri, _ in files:   # the first file with rows gives the types; a header-only one at least names columns
         found, rows = _read_with_retries(policy, uri, lambda: infer_schema(uri, _format_of(uri)))
         schema = found if rows or schema is None else schema
         if rows:
             break
+    if schema is not None:
+        names = schema.names
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise SourceError(f"{files[0][0]}: duplicate column names in the source: {', '.join(duplicated)}")
+        reserved = [n for n in names if n in ERROR_COLUMNS.names]
+        if reserved:
+            raise SourceError(f"{files[0][0]}: source columns {', '.join(reserved)} clash with the error record's "
+                              f"columns ({', '.join(ERROR_COLUMNS.names)}): rename them")
+    return schema
+
+
+def plan_job(source: str, policy: FaultPolicy) -> Plan:
+    files = list_source_files(source)
+    schema = source_schema(files, policy)
     shards, described = [], []
     per_shard = max(1, round(policy.shard_bytes / policy.block_bytes))
     for uri, info in files:

@@ -21,6 +21,7 @@ def summarize(reports: list[dict], shards_total: int, skipped: int, failed: dict
     return {
         "status": "completed", "flow_run_id": None, **totals,
         "rows_flagged": sum(b.get("rows_flagged", 0) for b in blocks),   # written, with a flag: in rows_written
+        "rows_defaulted": sum(b.get("rows_defaulted", 0) for b in blocks),   # written with defaults filled in
         "errored_blocks": sum(r["errored_blocks"] for r in reports),
         "blocks_total": blocks_total,
         "error_classes": dict(sorted(classes.items())),

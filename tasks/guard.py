@@ -29,6 +29,7 @@ class Guarded:
     written: pd.DataFrame       # output rows, indexed by input labels
     quarantined: pd.DataFrame   # input rows + _error_class/_error_type/_error_message, by input label
     filtered: int               # input rows the transform left out on purpose (not rejected)
+    defaulted: int = 0          # rows written after the `default` action filled their nulls
 
 
 def _call(transform: Transform, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -98,4 +99,5 @@ def guard(transform: Transform, df: pd.DataFrame, rules: RowRules) -> Guarded:
     quarantine = errors.drop(index=flagged)
     out = out.drop(index=quarantine.index, errors="ignore").sort_index()
     quarantined = df.loc[quarantine.index].join(quarantine)
-    return Guarded(out, quarantined, len(df) - len(out) - len(quarantined))
+    return Guarded(out, quarantined, len(df) - len(out) - len(quarantined),
+                   int(out.index.isin(to_default).sum()))

@@ -116,6 +116,7 @@ def process_block(block: dict, job: BlockJob) -> dict:
                   "rows_written": len(result.written), "rows_filtered": result.filtered,
                   "rows_quarantined": len(result.quarantined) + len(data.rejects),
                   "rows_flagged": int(result.written["_flag_class"].notna().sum()) if rules.flags_rows() else 0,
+                  "rows_defaulted": result.defaulted,
                   "files": {},
                   "schemas": {}}   # kind -> schema_text of the file written: publish unifies them
         tripped = circuit.delta(breakers, circuit.snapshot())

@@ -36,14 +36,19 @@ def test_bad_policy_exits_2_with_one_line_and_writes_nothing(tmp_path, text, fie
 
 
 @pytest.mark.parametrize("case", ["missing source", "dest under a file", "dest under /proc", "bad transform",
-                                  "transform fails to import", "transform takes no argument"])
+                                  "transform fails to import", "transform takes no argument",
+                                  "duplicate columns", "error-record column in the source"])
 def test_location_errors_exit_2(tmp_path, case, monkeypatch):
     src = write_transactions(tmp_path / "tx.csv")
     dest = tmp_path / "out"
     (tmp_path / "broken_mod.py").write_text('raise RuntimeError("import boom")\n')
     (tmp_path / "noarg_mod.py").write_text("def clean():\n    return None\n")
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    args = {"missing source": ("run", tmp_path / "nope.csv", dest),
+    (tmp_path / "dup.csv").write_text("id,id,amount\n1,2,3\n")
+    (tmp_path / "clash.csv").write_text("id,_line,_error_class\n1,2,x\n")
+    args = {"duplicate columns": ("run", tmp_path / "dup.csv", dest),
+            "error-record column in the source": ("run", tmp_path / "clash.csv", dest),
+            "missing source": ("run", tmp_path / "nope.csv", dest),
             "dest under a file": ("run", src, src / "out"),
             "dest under /proc": ("run", src, "/proc/rayft-test-out"),
             "bad transform": ("run", src, dest, "--transform", "tasks.examples:nope"),
@@ -54,7 +59,9 @@ def test_location_errors_exit_2(tmp_path, case, monkeypatch):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert {"transform fails to import": "import boom", "transform takes no argument": "one argument",
-            "dest under /proc": "not writable"}.get(case, "rayft:") in lines[0]
+            "dest under /proc": "not writable", "duplicate columns": "duplicate column names in the source: id",
+            "error-record column in the source": "source columns _line, _error_class clash"
+            }.get(case, "rayft:") in lines[0]
     assert not dest.exists() and not list(tmp_path.glob(".rayft-probe-*"))
 
 

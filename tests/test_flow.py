@@ -198,3 +198,4 @@ def test_flagged_rows_are_written_with_their_flag_and_counted(run_flow, tmp_path
     data = read_dir(tmp_path / "out" / "data").set_index("id")
     assert data.loc[5, "_flag_class"] == "business_rule" and data["_flag_class"].notna().sum() == 1
     assert "business_rule" not in summary["error_classes"]   # flagged rows are written, not quarantined
+    assert summary["rows_defaulted"] == 0

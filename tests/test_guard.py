@@ -96,6 +96,7 @@ def test_default_action_fills_values_and_retries_the_row():
     result = guard(transform, df, row_rules(FaultPolicy(data_quality="default", default_values={"x": 0})))
     assert result.quarantined.empty
     assert list(result.written.sort_index()["y"]) == [2.0, 1.0, 4.0]
+    assert result.defaulted == 1   # counted: rows_defaulted in the summary
 
 
 def test_fail_action_stops_the_job():
