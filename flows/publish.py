@@ -14,10 +14,10 @@ another) fail the job before anything is published.
 from __future__ import annotations
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from tasks.storage import (copy_atomically, exists, join, list_files, read_parquet_schema, remove_file,
-                           schema_from_text, schema_text, split_uri, write_json, write_parquet_atomically)
+from tasks.storage import (copy_atomically, exists, join, list_files, read_parquet, read_parquet_schema,
+                           remove_file, schema_from_text, schema_text, split_uri, write_json,
+                           write_parquet_atomically)
 
 
 class SchemaConflict(ValueError):
@@ -37,12 +37,12 @@ def files_present(report: dict) -> bool:
     return all(exists(path) for path, _ in committed_files(report).values())
 
 
-def unified_schemas(files: dict[str, tuple[str, str | None]]) -> dict[str, pa.Schema]:
-    """Kind ("data", "quarantine") -> the one schema of its files, from the recorded schemas (a file's
-    footer where a report of an older version recorded none). Raises SchemaConflict."""
+def unified_schemas(files: dict[str, tuple[str, str]]) -> dict[str, pa.Schema]:
+    """Kind ("data", "quarantine") -> the one schema of its files, from their schema texts. Raises
+    SchemaConflict."""
     distinct: dict[str, dict[str, None]] = {}
-    for name, (path, text) in sorted(files.items()):   # plan order: the same column order every run
-        distinct.setdefault(name.split("/", 1)[0], {})[text or schema_text(read_parquet_schema(path))] = None
+    for name, (_, text) in sorted(files.items()):   # plan order: the same column order every run
+        distinct.setdefault(name.split("/", 1)[0], {})[text] = None
     out = {}
     for kind, texts in distinct.items():
         schemas = [schema_from_text(t) for t in texts]
@@ -73,23 +73,20 @@ def fit_published(table: pa.Table, schema: pa.Schema) -> pa.Table:
         raise SchemaConflict(f"rows do not fit the published schema of DEST/data: {exc}") from None
 
 
-def _read(uri: str) -> pa.Table:
-    fs, path = split_uri(uri)
-    return pq.read_table(path, filesystem=fs)
-
-
 def publish(dest: str, reports: list[dict], flow_run_id: str | None, schema_ipc: bytes | None) -> list[str]:
-    wanted: dict[str, tuple[str, str | None]] = {}
+    wanted: dict[str, tuple[str, str]] = {}
     for report in reports:
-        wanted.update(committed_files(report))
+        for name, (path, text) in committed_files(report).items():
+            # A report of an older version recorded no schema: read it from the file's footer, once.
+            wanted[name] = (path, text or schema_text(read_parquet_schema(path)))
     schemas = unified_schemas(wanted)   # before anything is copied: a conflict publishes nothing
     texts = {kind: schema_text(schema) for kind, schema in schemas.items()}
     for name, (path, text) in sorted(wanted.items()):
         kind = name.split("/", 1)[0]
-        if (text or schema_text(read_parquet_schema(path))) == texts[kind]:
+        if text == texts[kind]:
             copy_atomically(path, join(dest, name))
         else:
-            write_parquet_atomically(join(dest, name), conform(_read(path), schemas[kind]))
+            write_parquet_atomically(join(dest, name), conform(read_parquet(path), schemas[kind]))
     for kind in ("data", "quarantine"):
         for path in list_files(join(dest, kind)):
             if f"{kind}/{path.rsplit('/', 1)[-1]}" not in wanted:

@@ -33,7 +33,8 @@ from tasks.errors import ERROR_COLUMNS, DROPPED_BLOCK
 from tasks.guard import guard
 from tasks.process_block import load_transform
 from tasks.reading import cast_cells
-from tasks.storage import join, list_files, read_json, schema_from_text, split_uri, write_json, write_parquet
+from tasks.storage import (join, list_files, read_json, read_parquet, schema_from_text, split_uri, write_json,
+                           write_parquet, write_parquet_atomically)
 
 ERROR_NAMES = ERROR_COLUMNS.names
 
@@ -92,8 +93,7 @@ def replay_file(path: str, dest: str, transform: str, policy_json: str, schema_i
     classes_before = errors["_error_class"].to_pylist()
     out = join(dest, "quarantine", path.rsplit("/", 1)[-1])
     if keep:
-        write_parquet(out + ".tmp", pa.Table.from_pandas(remaining, schema=table.schema, preserve_index=False))
-        fs.move(split_uri(out + ".tmp")[1], split_uri(out)[1])
+        write_parquet_atomically(out, pa.Table.from_pandas(remaining, schema=table.schema, preserve_index=False))
     else:
         fs.delete_file(local)
     return {"file": path, "moved": len(moved), "filtered": len(filtered), "remaining": len(keep),
@@ -134,8 +134,7 @@ def replay_flow(dest: str, transform: str, policy: str | None = None) -> dict:
     summary["rows_filtered"] = summary.get("rows_filtered", 0) + filtered
     summary["rows_dropped"] -= from_dropped
     summary["rows_quarantined"] -= moved + filtered - from_dropped
-    classes = pa.concat_tables([pq.read_table(split_uri(f)[1], filesystem=split_uri(f)[0],
-                                              columns=["_error_class"])
+    classes = pa.concat_tables([read_parquet(f, columns=["_error_class"])
                                 for f in list_files(join(dest, "quarantine")) if f.endswith(".parquet")]
                                or [pa.table({"_error_class": pa.array([], pa.string())})])
     summary["error_classes"] = dict(sorted(pd.Series(classes["_error_class"].to_pylist(),

@@ -174,7 +174,7 @@ def add_failed_attempt_circuits(blocks: list[dict], attempt_files: list[str]) ->
     blocks that were retried or dropped (none when nothing failed) and add them up."""
     by_block: dict[int, list[str]] = {}
     for path in attempt_files:
-        by_block.setdefault(int(path.rsplit("/", 1)[-1].split("-", 1)[0]), []).append(path)
+        by_block.setdefault(_attempt_block(path), []).append(path)
     for block in blocks:
         files = by_block.get(block["block"], [])
         if len(files) < 2 and not block.get("dropped"):
@@ -187,6 +187,11 @@ def add_failed_attempt_circuits(blocks: list[dict], attempt_files: list[str]) ->
                 total["rejected"] += c["rejected"]
         if merged:
             block["circuits"] = merged
+
+
+def _attempt_block(path: str) -> int:
+    """The block of an attempt file, `<block>-<id>.json` (tasks.process_block)."""
+    return int(path.rsplit("/", 1)[-1].split("-", 1)[0])
 
 
 def _run_tag() -> str:
@@ -211,7 +216,7 @@ def _shard_failure(shard_id: str, job: BlockJob, policy: FaultPolicy, exc: BaseE
     retries = max(0, (task_run.run_count or 1) - 1)
     for folder in list_dirs(shard_dir):
         if folder.rsplit("/", 1)[-1].startswith(_run_tag() + "-"):
-            blocks = [p.rsplit("/", 1)[-1].split("-", 1)[0] for p in list_files(join(folder, "attempts"))]
+            blocks = [_attempt_block(p) for p in list_files(join(folder, "attempts"))]
             retries += len(blocks) - len(set(blocks))
     if not recorded:
         return ShardFailed(shard_id, f"{type(exc).__name__}: {str(exc)[:500]}", crash, 0, retries)

@@ -129,6 +129,11 @@ def schema_from_text(text: str) -> pa.Schema:
     return pa.ipc.read_schema(pa.BufferReader(base64.b64decode(text)))
 
 
+def read_parquet(uri: str, columns: list[str] | None = None) -> pa.Table:
+    fs, path = split_uri(uri)
+    return pq.read_table(path, filesystem=fs, columns=columns)
+
+
 def read_parquet_schema(uri: str) -> pa.Schema:
     fs, path = split_uri(uri)
     with fs.open_input_file(path) as f:
